@@ -1,0 +1,334 @@
+"""The test-bed cluster: real etcd, kube-apiserver, controller-manager and scheduler,
+with KWOK simulating nodes and the pod lifecycle.  Everything binds to 127.0.0.1.
+
+`ensure_up()` is idempotent: a running, healthy cluster is reused as it is; a
+half-dead one (a component exited) is torn down and started fresh.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import ssl
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from . import build, paths, pki, versions
+from .procs import Procs, TestbedError, check_port_free, tail, wait_for
+
+HOST = "127.0.0.1"
+PORTS = {
+    "etcd": (23791, 23801),  # client, peer
+    "kube-apiserver": 16443,
+    "kube-controller-manager": 10357,
+    "kube-scheduler": 10359,
+}
+# Start order; stopped in reverse.
+COMPONENTS = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"]
+SERVICE_CIDR = "10.96.0.0/16"
+POD_CIDR = "10.0.0.0/24"
+NODE_COUNT = int(os.environ.get("DATALAB_TESTBED_NODES", "3"))
+KWOK_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
+
+
+def node_addresses(i: int) -> dict[str, str]:
+    """Node i (1-based): InternalIP 127.0.0.(i+1), ExternalIP 127.0.1.(i+1)."""
+    return {"name": f"testbed-node-{i}", "InternalIP": f"127.0.0.{i + 1}", "ExternalIP": f"127.0.1.{i + 1}"}
+
+
+@dataclass
+class ClusterInfo:
+    kubeconfig: str
+    server: str
+    version: str
+    state_dir: str
+    helm: str
+    nodes: list[dict] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return self.__dict__.copy()
+
+
+def _state() -> Path:
+    return paths.cluster_dir()
+
+
+def _procs() -> Procs:
+    return Procs(_state())
+
+
+class Api:
+    """Just enough of a Kubernetes REST client (admin client certificate) for set-up and health checks."""
+
+    def __init__(self, state: Path):
+        pkid = state / "pki"
+        self.base = f"https://{HOST}:{PORTS['kube-apiserver']}"
+        self.ctx = ssl.create_default_context(cafile=str(pkid / "ca.crt"))
+        self.ctx.load_cert_chain(str(pkid / "admin.crt"), str(pkid / "admin.key"))
+
+    def request(self, method: str, path: str, body: dict | None = None, timeout: float = 10):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json", "Accept": "application/json"})
+        try:
+            with urllib.request.urlopen(req, context=self.ctx, timeout=timeout) as resp:
+                raw = resp.read()
+                return resp.status, (json.loads(raw) if raw[:1] in (b"{", b"[") else raw.decode())
+        except urllib.error.HTTPError as exc:
+            raw = exc.read()
+            try:
+                return exc.code, json.loads(raw)
+            except ValueError:
+                return exc.code, raw.decode(errors="replace")
+
+    def get(self, path: str):
+        return self.request("GET", path)
+
+    def create(self, path: str, body: dict) -> None:
+        code, resp = self.request("POST", path, body)
+        if code not in (200, 201, 409):
+            raise TestbedError(f"creating {body.get('kind')} {body['metadata'].get('name')} failed: {code} {resp}")
+
+
+# --- PKI and config files -------------------------------------------------------------
+
+def _write_pki(state: Path) -> None:
+    d = state / "pki"
+    ca = pki.make_ca("datalab-testbed-ca")
+    ca.write(d, "ca")
+    pki.issue(ca, "kube-apiserver", dns=["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+                                          "kubernetes.default.svc.cluster.local"],
+              ips=[HOST, "10.96.0.1"]).write(d, "apiserver")
+    pki.issue(ca, "testbed-admin", org="system:masters", server=False, client=True).write(d, "admin")
+    pki.write_rsa_key(d / "sa.key")
+
+
+def _kubeconfig(state: Path) -> dict:
+    d = state / "pki"
+    return {
+        "apiVersion": "v1", "kind": "Config", "current-context": "datalab-testbed",
+        "clusters": [{"name": "datalab-testbed", "cluster": {
+            "server": f"https://{HOST}:{PORTS['kube-apiserver']}", "certificate-authority": str(d / "ca.crt")}}],
+        "users": [{"name": "testbed-admin", "user": {
+            "client-certificate": str(d / "admin.crt"), "client-key": str(d / "admin.key")}}],
+        "contexts": [{"name": "datalab-testbed", "context": {"cluster": "datalab-testbed", "user": "testbed-admin"}}],
+    }
+
+
+def _kwok_config(state: Path) -> Path:
+    """KWOK's stage definitions, taken at set-up time from its module in the Go module cache."""
+    stages = build.kwok_stage_dir()
+    wanted = ["node/fast", "node/heartbeat-with-lease", "pod/fast", "volume/fast"]
+    docs = []
+    for sub in wanted:
+        for f in sorted((stages / sub).glob("*.yaml")):
+            for doc in yaml.safe_load_all(f.read_text()):
+                if isinstance(doc, dict) and doc.get("kind") == "Stage":
+                    docs.append(doc)
+    if not docs:
+        raise TestbedError(f"no KWOK stages found under {stages}")
+    path = state / "kwok.yaml"
+    path.write_text(yaml.safe_dump_all(docs))
+    return path
+
+
+def _storage_class(stages: Path) -> dict:
+    """The StorageClass that KWOK's volume stages provision for (from the same module)."""
+    sc = yaml.safe_load((stages / "volume" / "fast" / "storage-class.yaml").read_text())
+    sc.setdefault("metadata", {}).setdefault("annotations", {})["storageclass.kubernetes.io/is-default-class"] = "true"
+    return sc
+
+
+# --- start / stop ------------------------------------------------------------------------
+
+def _argv(bins: dict[str, Path], state: Path) -> dict[str, list[str]]:
+    d = state / "pki"
+    kc = str(state / "kubeconfig")
+    etcd_client, etcd_peer = PORTS["etcd"]
+    return {
+        "etcd": [
+            str(bins["etcd"]), "--name=testbed", f"--data-dir={state / 'etcd'}",
+            f"--listen-client-urls=http://{HOST}:{etcd_client}", f"--advertise-client-urls=http://{HOST}:{etcd_client}",
+            f"--listen-peer-urls=http://{HOST}:{etcd_peer}", f"--initial-advertise-peer-urls=http://{HOST}:{etcd_peer}",
+            f"--initial-cluster=testbed=http://{HOST}:{etcd_peer}", "--unsafe-no-fsync=true",
+            "--log-level=warn",
+        ],
+        "kube-apiserver": [
+            str(bins["kube-apiserver"]), f"--etcd-servers=http://{HOST}:{etcd_client}",
+            f"--bind-address={HOST}", f"--advertise-address={HOST}", f"--secure-port={PORTS['kube-apiserver']}",
+            f"--tls-cert-file={d / 'apiserver.crt'}", f"--tls-private-key-file={d / 'apiserver.key'}",
+            f"--client-ca-file={d / 'ca.crt'}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={d / 'sa.pub'}", f"--service-account-signing-key-file={d / 'sa.key'}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}", "--authorization-mode=Node,RBAC",
+            "--allow-privileged=true", "--endpoint-reconciler-type=none", "--profiling=false",
+            "--enable-admission-plugins=NodeRestriction",
+        ],
+        "kube-controller-manager": [
+            str(bins["kube-controller-manager"]), f"--kubeconfig={kc}", "--leader-elect=false",
+            f"--bind-address={HOST}", f"--secure-port={PORTS['kube-controller-manager']}",
+            f"--service-account-private-key-file={d / 'sa.key'}", f"--root-ca-file={d / 'ca.crt'}",
+            f"--cluster-signing-cert-file={d / 'ca.crt'}", f"--cluster-signing-key-file={d / 'ca.key'}",
+            "--use-service-account-credentials=true", f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--allocate-node-cidrs=false", "--profiling=false", "--controllers=*,-nodeipam,-cloud-node-lifecycle",
+        ],
+        "kube-scheduler": [
+            str(bins["kube-scheduler"]), f"--kubeconfig={kc}", "--leader-elect=false",
+            f"--bind-address={HOST}", f"--secure-port={PORTS['kube-scheduler']}", "--profiling=false",
+        ],
+        "kwok": [
+            str(bins["kwok"]), f"--kubeconfig={kc}", f"--config={state / 'kwok.yaml'}",
+            "--manage-all-nodes=false",
+            f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION[0]}={KWOK_ANNOTATION[1]}",
+            f"--cidr={POD_CIDR}", "--node-lease-duration-seconds=40",
+        ],
+    }
+
+
+def _ports() -> list[tuple[str, int]]:
+    out = []
+    for comp, port in PORTS.items():
+        for p in (port if isinstance(port, tuple) else (port,)):
+            out.append((comp, p))
+    return out
+
+
+def _healthy(state: Path) -> bool:
+    try:
+        code, body = Api(state).get("/readyz")
+        return code == 200
+    except (OSError, ssl.SSLError, TestbedError):
+        return False
+
+
+def running() -> bool:
+    state = _state()
+    procs = _procs()
+    status = procs.status()
+    return bool(status) and all(status.get(c) for c in COMPONENTS) and _healthy(state)
+
+
+def info() -> ClusterInfo:
+    state = _state()
+    return ClusterInfo(
+        kubeconfig=str(state / "kubeconfig"), server=f"https://{HOST}:{PORTS['kube-apiserver']}",
+        version=versions.KUBERNETES, state_dir=str(state), helm=str(state / "bin" / "helm"),
+        nodes=[node_addresses(i) for i in range(1, NODE_COUNT + 1)])
+
+
+def _node(i: int) -> dict:
+    a = node_addresses(i)
+    return {
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": a["name"], "annotations": {KWOK_ANNOTATION[0]: KWOK_ANNOTATION[1],
+                                                        "node.alpha.kubernetes.io/ttl": "0"},
+                     "labels": {"kubernetes.io/hostname": a["name"], "kubernetes.io/os": "linux",
+                                "kubernetes.io/arch": "amd64", "type": "kwok",
+                                "topology.kubernetes.io/zone": f"zone-{i}"}},
+        "spec": {},
+        "status": {
+            "addresses": [{"type": "InternalIP", "address": a["InternalIP"]},
+                          {"type": "ExternalIP", "address": a["ExternalIP"]},
+                          {"type": "Hostname", "address": a["name"]}],
+            "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "110"},
+            "capacity": {"cpu": "64", "memory": "256Gi", "pods": "110"},
+        },
+    }
+
+
+def _bootstrap(state: Path) -> None:
+    api = Api(state)
+    for i in range(1, NODE_COUNT + 1):
+        api.create("/api/v1/nodes", _node(i))
+    api.create("/apis/storage.k8s.io/v1/storageclasses", _storage_class(build.kwok_stage_dir()))
+
+    def nodes_ready():
+        code, body = api.get("/api/v1/nodes")
+        ready = [n for n in body.get("items", []) if any(
+            c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", []))]
+        return len(ready) >= NODE_COUNT
+
+    def default_sa():
+        return api.get("/api/v1/namespaces/default/serviceaccounts/default")[0] == 200
+
+    wait_for("the fake nodes to become Ready", nodes_ready, 60, on_fail=lambda: _check_alive())
+    wait_for("the default ServiceAccount", default_sa, 60, on_fail=lambda: _check_alive())
+
+
+def _check_alive() -> None:
+    procs = _procs()
+    for c in COMPONENTS:
+        if c in procs.recorded():
+            procs.ensure_alive(c)
+
+
+def ensure_up() -> tuple[ClusterInfo, bool]:
+    """Start the cluster unless a healthy one runs. Returns (info, started_by_this_call)."""
+    if running():
+        return info(), False
+    state = _state()
+    if _procs().recorded():
+        build.log("found a test bed with dead components; removing it and starting fresh")
+        down()
+    bins = build.ensure_binaries()
+    for comp, port in _ports():
+        check_port_free(HOST, port, comp)
+    if state.exists():
+        shutil.rmtree(state)
+    state.mkdir(parents=True)
+    (state / "bin").mkdir()
+    (state / "bin" / "helm").symlink_to(bins["helm"])
+    _write_pki(state)
+    (state / "kubeconfig").write_text(yaml.safe_dump(_kubeconfig(state)))
+    (state / "kubeconfig").chmod(0o600)
+    _kwok_config(state)
+    argv = _argv(bins, state)
+    procs = _procs()
+    t0 = time.monotonic()
+    try:
+        build.log("starting etcd")
+        procs.start("etcd", argv["etcd"])
+        wait_for("etcd", lambda: urllib.request.urlopen(
+            f"http://{HOST}:{PORTS['etcd'][0]}/health", timeout=2).status == 200, 30,
+            on_fail=lambda: procs.ensure_alive("etcd"))
+        build.log("starting kube-apiserver")
+        procs.start("kube-apiserver", argv["kube-apiserver"])
+        wait_for("kube-apiserver /readyz", lambda: _healthy(state), 90,
+                 on_fail=lambda: procs.ensure_alive("kube-apiserver"))
+        for comp in ("kube-controller-manager", "kube-scheduler", "kwok"):
+            build.log(f"starting {comp}")
+            procs.start(comp, argv[comp])
+        time.sleep(0.5)
+        _check_alive()
+        _bootstrap(state)
+    except BaseException:
+        procs.stop_all(list(reversed(COMPONENTS)))
+        raise
+    build.log(f"cluster up in {time.monotonic() - t0:.1f}s; KUBECONFIG={state / 'kubeconfig'}")
+    return info(), True
+
+
+def down() -> None:
+    state = _state()
+    _procs().stop_all(list(reversed(COMPONENTS)))
+    if state.exists():
+        shutil.rmtree(state)
+
+
+def status() -> dict[str, str]:
+    procs = _procs()
+    rec = procs.recorded()
+    out = {}
+    for c in COMPONENTS:
+        if c not in rec:
+            out[c] = "not started"
+        elif procs.alive(c):
+            out[c] = f"running (pid {rec[c][0]})"
+        else:
+            out[c] = f"DIED (pid {rec[c][0]}); last log lines:\n{tail(procs.log(c), 8)}"
+    return out
