@@ -53,7 +53,7 @@ def log(msg: str) -> None:
 
 
 def go() -> str:
-    exe = shutil.which("go") or ("/usr/local/go/bin/go" if os.access("/usr/local/go/bin/go", os.X_OK) else None)
+    exe = shutil.which("go")
     if not exe:
         raise TestbedError(
             "the Go toolchain is needed to build the test bed (kube-apiserver, etcd, kwok, helm) and was not found: "

@@ -22,11 +22,14 @@ from . import build, paths, pki, versions
 from .procs import Procs, TestbedError, check_port_free, tail, wait_for
 
 HOST = "127.0.0.1"
+# DATALAB_TESTBED_PORT_OFFSET shifts every port, so a second test bed (another
+# DATALAB_STATE) can run beside the first, e.g. for the start-up benchmark.
+_OFF = int(os.environ.get("DATALAB_TESTBED_PORT_OFFSET", "0"))
 PORTS = {
-    "etcd": (23791, 23801),  # client, peer
-    "kube-apiserver": 16443,
-    "kube-controller-manager": 10357,
-    "kube-scheduler": 10359,
+    "etcd": (23791 + _OFF, 23801 + _OFF),  # client, peer
+    "kube-apiserver": 16443 + _OFF,
+    "kube-controller-manager": 10357 + _OFF,
+    "kube-scheduler": 10359 + _OFF,
 }
 # Start order; stopped in reverse.
 COMPONENTS = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"]

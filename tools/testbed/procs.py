@@ -17,6 +17,8 @@ from pathlib import Path
 class TestbedError(RuntimeError):
     """A failure with a message meant for a person: printed without a traceback."""
 
+    __test__ = False  # not a pytest class, despite the name
+
 
 def _start_time(pid: int) -> str | None:
     try:

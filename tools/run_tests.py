@@ -1,0 +1,94 @@
+"""`make test`: every test layer, cheapest first, on a fresh machine.
+
+Starts the test bed (cluster + Keycloak) once for all layers, or reuses the one
+already running, and stops what it started at the end, then checks that no
+process it started is left.  Closes with one line `summary: N passed, N failed, N skipped`.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tools.testbed import cluster, keycloak  # noqa: E402
+from tools.testbed.paths import cluster_dir, keycloak_dir  # noqa: E402
+from tools.testbed.procs import Procs, TestbedError  # noqa: E402
+
+BIN = Path(sys.executable).parent
+ARTIFACTS = REPO / "artifacts"
+
+
+def step(name: str, argv: list[str], env: dict | None = None) -> bool:
+    print(f"\n==> {name}: {' '.join(argv)}", flush=True)
+    t0 = time.monotonic()
+    rc = subprocess.run(argv, cwd=REPO, env={**os.environ, **(env or {})}).returncode
+    print(f"==> {name}: {'ok' if rc == 0 else f'FAILED (exit {rc})'} in {time.monotonic() - t0:.0f}s", flush=True)
+    return rc == 0
+
+
+def junit_counts(path: Path) -> tuple[int, int, int]:
+    if not path.exists():
+        return 0, 0, 0
+    root = ET.parse(path).getroot()
+    suites = [root] if root.tag == "testsuite" else list(root)
+    total = sum(int(s.get("tests", 0)) for s in suites)
+    failed = sum(int(s.get("failures", 0)) + int(s.get("errors", 0)) for s in suites)
+    skipped = sum(int(s.get("skipped", 0)) for s in suites)
+    return total - failed - skipped, failed, skipped
+
+
+def layers() -> list[tuple[str, list[str]]]:
+    """The layers in order.  Each is one command; pytest layers write JUnit XML for the summary."""
+    py = str(BIN / "python")
+    out = []
+    if (REPO / "roles").is_dir():
+        out.append(("lint", ["make", "-s", "lint"]))
+    out.append(("sanity", [py, "-m", "tools.run_sanity"]))
+    out.append(("pytest", [str(BIN / "pytest"), "-q", "-m", "not e2e", f"--junitxml={ARTIFACTS / 'pytest.xml'}",
+                           "tests"]))
+    return out
+
+
+def main() -> int:
+    ARTIFACTS.mkdir(exist_ok=True)
+    env = {"DATALAB_KEEP_TESTBED": "1"}  # the layers share this run's test bed
+    started_cluster = started_keycloak = False
+    results: list[tuple[str, bool]] = []
+    try:
+        t0 = time.monotonic()
+        _, started_cluster = cluster.ensure_up()
+        print(f"==> test bed cluster {'started' if started_cluster else 'reused'} in {time.monotonic() - t0:.0f}s")
+        t0 = time.monotonic()
+        started_keycloak = bool(keycloak.up().get("started"))
+        print(f"==> test bed Keycloak {'started' if started_keycloak else 'reused'} in {time.monotonic() - t0:.0f}s")
+        for name, argv in layers():
+            results.append((name, step(name, argv, env)))
+    except TestbedError as exc:
+        print(f"==> test bed error: {exc}", flush=True)
+        results.append(("testbed", False))
+    finally:
+        if started_keycloak:
+            keycloak.down()
+        if started_cluster:
+            cluster.down()
+        leftovers = [f"{n} (pid {p})" for d in (cluster_dir(), keycloak_dir()) for n, (p, _) in Procs(d).recorded().items()
+                     if Procs(d).alive(n)] if (started_cluster or started_keycloak) else []
+        if leftovers:
+            print(f"==> processes left by the test bed: {', '.join(leftovers)}")
+            results.append(("cleanup", False))
+    passed, failed, skipped = junit_counts(ARTIFACTS / "pytest.xml")
+    step_failures = sum(1 for name, ok in results if not ok and name != "pytest")
+    print("\n" + "\n".join(f"    {name:12} {'ok' if ok else 'FAILED'}" for name, ok in results))
+    print(f"summary: {passed + sum(1 for n, ok in results if ok and n != 'pytest')} passed, "
+          f"{failed + step_failures} failed, {skipped} skipped")
+    return 0 if all(ok for _, ok in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
