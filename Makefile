@@ -16,11 +16,11 @@ TESTBED := $(PY) -m tools.testbed
 
 setup: $(STAMP) .collections/ansible_collections/datalab/notebooks
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt tools/offline_ansible_test.py
 	@test -x $(PY) || python3 -m venv $(VENV) >&2
 	@$(PY) -m pip install -q --upgrade pip >&2
 	@$(PY) -m pip install -q -r requirements.txt >&2
-	@if [ -f tools/offline_ansible_test.py ]; then $(PY) -m tools.offline_ansible_test >&2; fi
+	@$(PY) -m tools.offline_ansible_test >&2
 	@rm -f $(VENV)/.installed-* && touch $@
 
 .collections/ansible_collections/datalab/notebooks:

@@ -32,7 +32,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="datalab-bench-state-") as state:
         env = {**os.environ, "DATALAB_STATE": state, "DATALAB_TESTBED_PORT_OFFSET": "1000"}
         ups, noops, downs = [], [], []
-        for _ in range(args.runs):
+        for dummy in range(args.runs):
             ups.append(run("cluster-up", env))
             noops.append(run("cluster-up", env))
             downs.append(run("cluster-down", env))

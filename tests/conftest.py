@@ -20,7 +20,6 @@ from tools.testbed import cluster as _cluster  # noqa: E402
 from tools.testbed import keycloak as _keycloak  # noqa: E402
 
 
-
 @pytest.fixture(scope="session")
 def cluster():
     """A running test-bed cluster: attributes `kubeconfig`, `nodes`, `version`."""

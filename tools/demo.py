@@ -29,7 +29,7 @@ def main() -> int:
             keycloak.up()
         elif kind == "kind":
             print("==> Kind and Docker found: creating/using Kind cluster 'datalab'")
-            names = subprocess.run(["kind", "get", "clusters"], capture_output=True, text=True).stdout.split()
+            names = subprocess.run(["kind", "get", "clusters"], capture_output=True, text=True, check=False).stdout.split()
             if "datalab" not in names:
                 subprocess.run(["kind", "create", "cluster", "--name", "datalab",
                                 "--config", str(REPO / "molecule" / "kind" / "kind-config.yml")], check=True)
@@ -41,7 +41,7 @@ def main() -> int:
     bin_dir = Path(sys.executable).parent
     argv = [str(bin_dir / "ansible-playbook"), "site.yml", "-i", choice["DATALAB_INVENTORY"]] + sys.argv[1:]
     print("==> " + " ".join(argv), flush=True)
-    return subprocess.run(argv, cwd=REPO, env=env).returncode
+    return subprocess.run(argv, cwd=REPO, env=env, check=False).returncode
 
 
 if __name__ == "__main__":

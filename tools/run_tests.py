@@ -27,7 +27,7 @@ ARTIFACTS = REPO / "artifacts"
 def step(name: str, argv: list[str], env: dict | None = None) -> bool:
     print(f"\n==> {name}: {' '.join(argv)}", flush=True)
     t0 = time.monotonic()
-    rc = subprocess.run(argv, cwd=REPO, env={**os.environ, **(env or {})}).returncode
+    rc = subprocess.run(argv, cwd=REPO, env={**os.environ, **(env or {})}, check=False).returncode
     print(f"==> {name}: {'ok' if rc == 0 else f'FAILED (exit {rc})'} in {time.monotonic() - t0:.0f}s", flush=True)
     return rc == 0
 
@@ -62,7 +62,7 @@ def main() -> int:
     results: list[tuple[str, bool]] = []
     try:
         t0 = time.monotonic()
-        _, started_cluster = cluster.ensure_up()
+        started_cluster = cluster.ensure_up()[1]
         print(f"==> test bed cluster {'started' if started_cluster else 'reused'} in {time.monotonic() - t0:.0f}s")
         t0 = time.monotonic()
         started_keycloak = bool(keycloak.up().get("started"))
@@ -77,7 +77,7 @@ def main() -> int:
             keycloak.down()
         if started_cluster:
             cluster.down()
-        leftovers = [f"{n} (pid {p})" for d in (cluster_dir(), keycloak_dir()) for n, (p, _) in Procs(d).recorded().items()
+        leftovers = [f"{n} (pid {p})" for d in (cluster_dir(), keycloak_dir()) for n, (p, dummy) in Procs(d).recorded().items()
                      if Procs(d).alive(n)] if (started_cluster or started_keycloak) else []
         if leftovers:
             print(f"==> processes left by the test bed: {', '.join(leftovers)}")
@@ -87,7 +87,7 @@ def main() -> int:
     print("\n" + "\n".join(f"    {name:12} {'ok' if ok else 'FAILED'}" for name, ok in results))
     print(f"summary: {passed + sum(1 for n, ok in results if ok and n != 'pytest')} passed, "
           f"{failed + step_failures} failed, {skipped} skipped")
-    return 0 if all(ok for _, ok in results) else 1
+    return 0 if all(ok for dummy, ok in results) else 1
 
 
 if __name__ == "__main__":

@@ -68,8 +68,8 @@ def test_nodes_have_distinct_loopback_addresses(api, cluster):
     for node in nodes:
         addrs = {a.type: a.address for a in node.status.addresses}
         internal, external = ipaddress.ip_address(addrs["InternalIP"]), ipaddress.ip_address(addrs["ExternalIP"])
-        assert internal in ipaddress.ip_network("127.0.0.0/24") and int(str(internal).split(".")[-1]) >= 2
-        assert external in ipaddress.ip_network("127.0.1.0/24") and int(str(external).split(".")[-1]) >= 2
+        assert internal in ipaddress.ip_network("127.0.0.0/24") and int(str(internal).rsplit(".", maxsplit=1)[-1]) >= 2
+        assert external in ipaddress.ip_network("127.0.1.0/24") and int(str(external).rsplit(".", maxsplit=1)[-1]) >= 2
         assert not node.spec.taints
         assert {str(internal), str(external)}.isdisjoint(seen)
         seen |= {str(internal), str(external)}
@@ -143,8 +143,12 @@ def test_pvc_binds_with_default_storage_class(api, ns):
     core.create_namespaced_persistent_volume_claim(ns, {
         "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
-    pvc = _until(lambda: (lambda p: p if p.status.phase == "Bound" else None)(
-        core.read_namespaced_persistent_volume_claim("data", ns)), 60, "PVC Bound")
+
+    def bound():
+        pvc = core.read_namespaced_persistent_volume_claim("data", ns)
+        return pvc if pvc.status.phase == "Bound" else None
+
+    pvc = _until(bound, 60, "PVC Bound")
     assert pvc.spec.storage_class_name  # filled in by the DefaultStorageClass admission plugin
 
 

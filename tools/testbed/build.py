@@ -66,7 +66,7 @@ def works(b: Binary) -> bool:
     if not os.access(b.path, os.X_OK):
         return False
     try:
-        out = subprocess.run([str(b.path), *b.version_args], capture_output=True, text=True, timeout=30)
+        out = subprocess.run([str(b.path), *b.version_args], capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return False
     return b.expect in (out.stdout + out.stderr)
@@ -74,7 +74,7 @@ def works(b: Binary) -> bool:
 
 def _run(argv: list[str], cwd: Path, what: str, env: dict | None = None) -> str:
     full_env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod", **(env or {})}
-    proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, env=full_env)
+    proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, env=full_env, check=False)
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-25:])
         raise TestbedError(f"building {what} failed ({' '.join(argv[:3])} ...):\n{tail}")

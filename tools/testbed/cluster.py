@@ -104,9 +104,9 @@ def _write_pki(state: Path) -> None:
     d = state / "pki"
     ca = pki.make_ca("datalab-testbed-ca")
     ca.write(d, "ca")
-    pki.issue(ca, "kube-apiserver", dns=["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-                                          "kubernetes.default.svc.cluster.local"],
-              ips=[HOST, "10.96.0.1"]).write(d, "apiserver")
+    dns = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+           "kubernetes.default.svc.cluster.local"]
+    pki.issue(ca, "kube-apiserver", dns=dns, ips=[HOST, "10.96.0.1"]).write(d, "apiserver")
     pki.issue(ca, "testbed-admin", org="system:masters", server=False, client=True).write(d, "admin")
     pki.write_rsa_key(d / "sa.key")
 
@@ -259,8 +259,8 @@ def _bootstrap(state: Path) -> None:
     def default_sa():
         return api.get("/api/v1/namespaces/default/serviceaccounts/default")[0] == 200
 
-    wait_for("the fake nodes to become Ready", nodes_ready, 60, on_fail=lambda: _check_alive())
-    wait_for("the default ServiceAccount", default_sa, 60, on_fail=lambda: _check_alive())
+    wait_for("the fake nodes to become Ready", nodes_ready, 60, on_fail=_check_alive)
+    wait_for("the default ServiceAccount", default_sa, 60, on_fail=_check_alive)
 
 
 def _check_alive() -> None:

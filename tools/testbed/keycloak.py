@@ -1,18 +1,375 @@
-"""Placeholder until the Keycloak test-bed process lands (being written)."""
-from .procs import TestbedError
+"""Keycloak as a local test-bed process: the real server distribution, HTTPS only, on loopback.
+
+The distribution (`org.keycloak:keycloak-quarkus-dist`, same version as the keycloak role's image)
+comes from Maven Central once and is unpacked into the cache, keyed by version.  It ships
+pre-built with the defaults used here, so every start is `--optimized`; `--cache=local` (a
+run-time option in 26.x) keeps Infinispan from opening JGroups sockets on every interface.
+
+Each running instance gets its own Keycloak home in the state directory: a copy of `bin/kc.sh`
+(Keycloak derives its home from the script's real path) next to symlinks into the cached
+distribution, and a private `data/` for the dev-file database.  `down()` removes that home and
+keeps the cache.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+
+from . import paths, pki, versions
+from .procs import Procs, TestbedError, check_port_free, tail
+
+NAME = "keycloak"
+ARTIFACT = f"org.keycloak:keycloak-quarkus-dist:{versions.KEYCLOAK}:zip"
+START_TIMEOUT = float(os.environ.get("DATALAB_KEYCLOAK_START_TIMEOUT", "300"))
+# Tried after DATALAB_KEYCLOAK_JAVA_HOME and the `java` on PATH (Java 17 here).
+JAVA_CANDIDATES = ("/usr/lib/jvm/temurin-25-jdk-amd64", "/usr/lib/jvm/java-21-openjdk-amd64")
+SAN_DNS = ["localhost", "keycloak"]
+SAN_IPS = ["127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5",
+           "127.0.1.2", "127.0.1.3", "127.0.1.4", "127.0.1.5"]
+ADMIN_USER = "admin"
 
 
-def up():
-    raise TestbedError("keycloak test bed not available yet")
+def _host() -> str:
+    return os.environ.get("DATALAB_KEYCLOAK_HOST", "127.0.0.1")
 
 
-def down():
-    pass
+def _port() -> int:
+    return int(os.environ.get("DATALAB_KEYCLOAK_PORT", "18443"))
 
 
-def status():
-    return {}
+def _mgmt_port() -> int:
+    return int(os.environ.get("DATALAB_KEYCLOAK_MANAGEMENT_PORT", "19000"))
 
 
-def env():
-    raise TestbedError("keycloak test bed not available yet")
+def _say(msg: str) -> None:
+    # Progress goes to stderr: `make -s keycloak-env` must print only export lines on stdout.
+    print(f"[testbed] keycloak: {msg}", file=sys.stderr, flush=True)
+
+
+# --- distribution (cache) ------------------------------------------------------------------
+
+def _m2_zip() -> Path:
+    repo = Path(os.environ.get("MAVEN_REPO_LOCAL") or Path.home() / ".m2" / "repository")
+    ver = versions.KEYCLOAK
+    return repo / "org" / "keycloak" / "keycloak-quarkus-dist" / ver / f"keycloak-quarkus-dist-{ver}.zip"
+
+
+def _sha1(path: Path) -> str:
+    h = hashlib.sha1()  # Maven publishes SHA-1 next to the artifact; an integrity check, not security
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _zip_ok(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    sha_file = path.with_name(path.name + ".sha1")
+    if sha_file.is_file():
+        words = sha_file.read_text().split()
+        if words and _sha1(path) != words[0].lower():
+            return False
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return bool(zf.namelist())
+    except zipfile.BadZipFile:
+        return False
+
+
+def _download() -> Path:
+    zpath = _m2_zip()
+    if _zip_ok(zpath):
+        return zpath
+    if zpath.exists():
+        _say(f"cached {zpath.name} is corrupt; downloading it again")
+        shutil.rmtree(zpath.parent, ignore_errors=True)
+    if not shutil.which("mvn"):
+        raise TestbedError("Maven (`mvn`) is needed to download the Keycloak distribution: `apt-get install maven`")
+    _say(f"downloading {ARTIFACT} from Maven Central")
+    res = subprocess.run(["mvn", "-B", "-q", "dependency:get", f"-Dartifact={ARTIFACT}", "-Dtransitive=false"],
+                         capture_output=True, text=True, check=False)
+    if res.returncode != 0 or not _zip_ok(zpath):
+        out = "\n".join((res.stdout + res.stderr).splitlines()[-15:])
+        raise TestbedError(f"could not download {ARTIFACT} with mvn (exit {res.returncode}):\n{out}")
+    return zpath
+
+
+def dist_dir() -> Path:
+    return paths.cache_dir() / f"keycloak-{versions.KEYCLOAK}"
+
+
+def _marker(dist: Path) -> Path:
+    return dist / ".datalab-complete"
+
+
+def _dist_complete(dist: Path) -> bool:
+    """The unpack finished and every file still has the size the archive gave it."""
+    m = _marker(dist)
+    if not m.is_file():
+        return False
+    try:
+        files = json.loads(m.read_text())["files"]
+    except (ValueError, KeyError):
+        return False
+    for rel, size in files.items():
+        try:
+            if (dist / rel).stat().st_size != size:
+                return False
+        except OSError:
+            return False
+    return bool(files)
+
+
+def ensure_dist() -> Path:
+    dist = dist_dir()
+    if _dist_complete(dist):
+        return dist
+    zpath = _download()
+    if dist.exists():
+        _say(f"{dist} is incomplete or damaged; unpacking again")
+        shutil.rmtree(dist)
+    dist.parent.mkdir(parents=True, exist_ok=True)
+    for stale in dist.parent.glob(f".{dist.name}.tmp-*"):  # left by an unpack that was killed
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = dist.parent / f".{dist.name}.tmp-{os.getpid()}"
+    _say(f"unpacking {zpath.name} into {dist}")
+    files = {}
+    top = f"keycloak-{versions.KEYCLOAK}/"
+    with zipfile.ZipFile(zpath) as zf:
+        for info in zf.infolist():
+            if not info.filename.startswith(top) or ".." in info.filename.split("/"):
+                continue
+            rel = info.filename[len(top):]
+            if not rel:
+                continue
+            target = tmp / rel
+            if info.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(info) as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            mode = (info.external_attr >> 16) & 0o777
+            if mode:
+                target.chmod(mode)
+            files[rel] = info.file_size
+    if "bin/kc.sh" not in files or "lib/quarkus-run.jar" not in files:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise TestbedError(f"{zpath} does not look like the Keycloak server distribution (no bin/kc.sh)")
+    (tmp / "bin" / "kc.sh").chmod(0o755)
+    _marker(tmp).write_text(json.dumps({"zip_sha1": _sha1(zpath), "files": files}, sort_keys=True))
+    tmp.rename(dist)  # atomic: a half-unpacked tree never sits at `dist`
+    return dist
+
+
+# --- Java ----------------------------------------------------------------------------------
+
+def _java_major(java_home: str | None) -> int | None:
+    exe = os.path.join(java_home, "bin", "java") if java_home else shutil.which("java")
+    if not exe or not os.access(exe, os.X_OK):
+        return None
+    res = subprocess.run([exe, "-XshowSettings:properties", "-version"], capture_output=True, text=True,
+                         check=False)
+    for line in res.stderr.splitlines():
+        if "java.specification.version" in line:
+            value = line.split("=", 1)[1].strip()
+            try:
+                return int(value[2:] if value.startswith("1.") else value)
+            except ValueError:
+                return None
+    return None
+
+
+def _required_java(dist: Path) -> int:
+    """The Java release the distribution is compiled for (class-file major version - 44)."""
+    for jar in sorted((dist / "lib" / "lib" / "main").glob("org.keycloak.keycloak-core-*.jar")):
+        with zipfile.ZipFile(jar) as zf:
+            for name in zf.namelist():
+                if name.endswith(".class") and not name.startswith("META-INF/"):
+                    return int.from_bytes(zf.read(name)[6:8], "big") - 44
+    return 17
+
+
+def _java_env(dist: Path) -> dict:
+    """JAVA (and JAVA_HOME) for kc.sh: the first JVM new enough for the distribution."""
+    need = _required_java(dist)
+    override = os.environ.get("DATALAB_KEYCLOAK_JAVA_HOME")
+    for home in ([override] if override else []) + [None, *JAVA_CANDIDATES]:
+        major = _java_major(home)
+        if major and major >= need:
+            if home is None:
+                return {"JAVA": shutil.which("java")}
+            return {"JAVA_HOME": home, "JAVA": os.path.join(home, "bin", "java")}
+    raise TestbedError(f"Keycloak {versions.KEYCLOAK} needs Java {need} or newer and none was found (looked at "
+                       f"`java` on PATH and {', '.join(JAVA_CANDIDATES)}); set DATALAB_KEYCLOAK_JAVA_HOME")
+
+
+# --- instance (state) ----------------------------------------------------------------------
+
+def _state() -> Path:
+    return paths.keycloak_dir()
+
+
+def _procs() -> Procs:
+    return Procs(_state())
+
+
+def _home(dist: Path) -> Path:
+    """A Keycloak home whose data/ is private to this instance and everything else is the cache's."""
+    home = _state() / "home"
+    (home / "bin").mkdir(parents=True, exist_ok=True)
+    (home / "data").mkdir(exist_ok=True)
+    shutil.copy2(dist / "bin" / "kc.sh", home / "bin" / "kc.sh")
+    for name in ("lib", "themes", "providers", "conf"):
+        link = home / name
+        if link.is_symlink():
+            if os.readlink(link) == str(dist / name):
+                continue
+            link.unlink()
+        elif link.is_dir():
+            shutil.rmtree(link)
+        link.symlink_to(dist / name)
+    return home
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    path.chmod(0o600)
+
+
+def _secret_file(path: Path) -> str:
+    """A generated secret kept in the state dir (0600), reused while the state dir lives."""
+    if path.is_file() and path.read_text().strip():
+        return path.read_text().strip()
+    value = secrets.token_urlsafe(24)
+    _write_private(path, value + "\n")
+    return value
+
+
+def _pki(state: Path) -> tuple[Path, Path, str]:
+    """Test CA + server keystore, made fresh at each start (the dev-file DB does not depend on them)."""
+    tls = state / "tls"
+    ca = pki.make_ca("datalab test-bed Keycloak CA")
+    server = pki.issue(ca, "keycloak", dns=SAN_DNS, ips=SAN_IPS, rsa_key=True)
+    ca_crt, _ = ca.write(tls, "ca")
+    store_pw = _secret_file(state / "keystore-password")
+    store = pki.write_pkcs12(server, ca, tls / "keystore.p12", store_pw)
+    return ca_crt, store, store_pw
+
+
+def _answers(url: str, ca_path: str | Path) -> bool:
+    ctx = ssl.create_default_context(cafile=str(ca_path))
+    try:
+        with urllib.request.urlopen(f"{url}/realms/master", context=ctx, timeout=5) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError, ssl.SSLError):
+        return False
+
+
+def _connection_file() -> Path:
+    return _state() / "connection.json"
+
+
+def _read_connection() -> dict | None:
+    try:
+        return json.loads(_connection_file().read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _running_info() -> dict | None:
+    conn = _read_connection()
+    if conn and _procs().alive(NAME) and _answers(conn["url"], conn["ca_path"]):
+        return conn
+    return None
+
+
+def up() -> dict:
+    info = _running_info()
+    if info:
+        return {**info, "started": False}
+    procs = _procs()
+    if procs.recorded().get(NAME):
+        procs.stop(NAME)  # recorded but not answering: start over cleanly
+    _connection_file().unlink(missing_ok=True)
+    host, port, mgmt = _host(), _port(), _mgmt_port()
+    check_port_free(host, port, "Keycloak (HTTPS)")
+    check_port_free(host, mgmt, "Keycloak (management interface)")
+    dist = ensure_dist()
+    state = _state()
+    state.mkdir(parents=True, exist_ok=True)
+    state.chmod(0o700)
+    home = _home(dist)
+    ca_crt, store, store_pw = _pki(state)
+    # Reused with the state dir: the dev-file DB keeps the admin created at its first start.
+    password = _secret_file(state / "admin-password")
+    url = f"https://{host}:{port}"
+    argv = [str(home / "bin" / "kc.sh"), "start", "--optimized",
+            "--http-enabled=false", "--hostname-strict=false",
+            f"--https-key-store-file={store}",
+            f"--http-host={host}", f"--https-port={port}", f"--http-management-port={mgmt}",
+            "--cache=local", "--log-console-color=false"]
+    env = {
+        **_java_env(dist),
+        # The keystore password goes by environment rather than argv so that `ps` does not show it;
+        # it is the same option as --https-key-store-password.
+        "KC_HTTPS_KEY_STORE_PASSWORD": store_pw,
+        "KC_BOOTSTRAP_ADMIN_USERNAME": ADMIN_USER,
+        "KC_BOOTSTRAP_ADMIN_PASSWORD": password,
+    }
+    _say(f"starting Keycloak {versions.KEYCLOAK} on {url} (log: {procs.log(NAME)})")
+    procs.start(NAME, argv, env=env, cwd=home)
+    deadline = time.monotonic() + START_TIMEOUT
+    while not _answers(url, ca_crt):
+        if not procs.alive(NAME):
+            raise TestbedError(f"Keycloak exited during start; last lines of {procs.log(NAME)}:\n"
+                               f"{tail(procs.log(NAME), 30)}")
+        if time.monotonic() > deadline:
+            last = tail(procs.log(NAME), 30)
+            procs.stop(NAME)
+            raise TestbedError(f"Keycloak did not answer {url}/realms/master within {START_TIMEOUT:.0f}s; "
+                               f"last lines of {procs.log(NAME)}:\n{last}")
+        time.sleep(1)
+    info = {"url": url, "username": ADMIN_USER, "password": password, "ca_path": str(ca_crt)}
+    _write_private(_connection_file(), json.dumps(info, indent=2) + "\n")
+    _say(f"ready at {url}")
+    return {**info, "started": True}
+
+
+def down() -> None:
+    _procs().stop(NAME)
+    shutil.rmtree(_state(), ignore_errors=True)
+
+
+def status() -> dict[str, bool]:
+    """{} when never started; otherwise whether the process lives and whether it answers over HTTPS."""
+    procs = _procs()
+    if not procs.recorded().get(NAME):
+        return {}
+    alive = procs.alive(NAME)
+    conn = _read_connection()
+    return {"keycloak": alive,
+            "keycloak https": bool(alive and conn and _answers(conn["url"], conn["ca_path"]))}
+
+
+def env() -> dict[str, str]:
+    info = _running_info()
+    if not info:
+        raise TestbedError("the test-bed Keycloak is not running: start it with `make keycloak-up`")
+    return {"KEYCLOAK_URL": info["url"], "KEYCLOAK_ADMIN_USER": info["username"],
+            "KEYCLOAK_ADMIN_PASSWORD": info["password"], "KEYCLOAK_CA": info["ca_path"]}
