@@ -1,0 +1,599 @@
+"""The common, keycloak, minio and secret_operator roles on the test bed.
+
+One install of its own (namespace dl-core-<id>, realm core-<id>, free node ports) is
+converged with `site.yml --tags keycloak,minio`: the objects are checked in the real
+API server, the realm in the test bed's real Keycloak, the keystore with a real TLS
+handshake on a node's loopback address. Then a second run and a `--check --diff`
+run must report changed=0, and bad input must be refused before anything is applied.
+
+What cannot be checked here: no container runs (KWOK completes pods without running
+them), so the bucket Job's work (bucket, policy, upload) is asserted as the Job
+object that would do it, not as S3 state; Keycloak in the cluster never starts, so
+the realm import goes to the test bed's Keycloak process.
+
+Only loopback is contacted: the API server, the test-bed Keycloak on 127.0.0.1 and
+a TLS server this test starts on a node address (127.0.1.x).
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import random
+import re
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import urllib.parse
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+STANDINS = REPO / "tests" / "standins" / "charts"
+# Node ports the local inventory uses (lab-a, lab-b): never take them.
+RESERVED_NODE_PORTS = {31093, 31095, 31193, 31195}
+LABELS = ("app.kubernetes.io/part-of", "app.kubernetes.io/managed-by",
+          "app.kubernetes.io/name", "app.kubernetes.io/instance")
+RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+CSV_HEADER = ("timesecs,coppm,humidity,temperature,flowrate,heatervoltage,"
+              + ",".join("r%d" % i for i in range(1, 15)))
+
+
+# --- helpers ------------------------------------------------------------------------
+
+def _env():
+    env = dict(os.environ)
+    env.update(ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1",
+               PATH="%s:%s" % (BIN, env.get("PATH", "")))
+    return env
+
+
+def playbook(inventory, *args, playbook_path="site.yml"):
+    proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(inventory), playbook_path, *args],
+                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=1200)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def recap(output):
+    found = {m.group(1): {"ok": int(m.group(2)), "changed": int(m.group(3)),
+                          "unreachable": int(m.group(4)), "failed": int(m.group(5))}
+             for m in RECAP.finditer(output)}
+    assert found, "no PLAY RECAP in output:\n" + output[-3000:]
+    return found
+
+
+def changed_tasks(output):
+    """Names of the tasks that reported changed (for a readable failure)."""
+    names, task = [], None
+    for line in output.splitlines():
+        if line.startswith("TASK ["):
+            task = line
+        elif line.startswith("changed:") and task:
+            names.append(task)
+    return names
+
+
+def free_node_ports(api, count):
+    used = {p.node_port for s in api.list_service_for_all_namespaces().items
+            for p in (s.spec.ports or []) if p.node_port}
+    candidates = [p for p in range(30100, 32700) if p not in used | RESERVED_NODE_PORTS]
+    return random.sample(candidates, count)
+
+
+def secret_data(api, ns, name):
+    data = api.read_namespaced_secret(name, ns).data or {}
+    return {k: base64.b64decode(v) for k, v in data.items()}
+
+
+class KeycloakAdmin:
+    """Minimal admin REST client for assertions (the module under test has its own)."""
+
+    def __init__(self, kc):
+        self.url = kc["url"].rstrip("/")
+        self.ctx = ssl.create_default_context(cafile=kc["ca_path"])
+        self._form = urllib.parse.urlencode({"grant_type": "password", "client_id": "admin-cli",
+                                             "username": kc["username"], "password": kc["password"]}).encode()
+
+    def _call(self, method, path, data=None, token=True):
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        if token:  # a fresh token per call: admin tokens live 60 s, a converge takes longer
+            fresh = self._call("POST", "/realms/master/protocol/openid-connect/token", self._form, token=False)
+            req.add_header("Authorization", "Bearer " + fresh["access_token"])
+        with urllib.request.urlopen(req, context=self.ctx, timeout=30) as resp:
+            body = resp.read()
+        return json.loads(body) if body else None
+
+    def get(self, path):
+        return self._call("GET", "/admin/realms" + path)
+
+    def delete(self, path):
+        try:
+            self._call("DELETE", "/admin/realms" + path)
+        except urllib.error.HTTPError as exc:
+            if exc.code != 404:
+                raise
+
+
+def write_inventory(path, hostvars, groupvars):
+    inventory = {"notebook_platform": {"hosts": hostvars, "vars": {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable, **groupvars}}}
+    path.write_text(yaml.safe_dump(inventory, sort_keys=False))
+    return path
+
+
+def delete_namespace(api, ns):
+    try:
+        api.delete_namespace(ns)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+
+
+# --- the install under test ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def kube(cluster):
+    return client.CoreV1Api(config.new_client_from_config(config_file=cluster.kubeconfig))
+
+
+@pytest.fixture(scope="module")
+def apis(cluster):
+    api_client = config.new_client_from_config(config_file=cluster.kubeconfig)
+    return {"core": client.CoreV1Api(api_client), "apps": client.AppsV1Api(api_client),
+            "batch": client.BatchV1Api(api_client), "custom": client.CustomObjectsApi(api_client),
+            "ext": client.ApiextensionsV1Api(api_client)}
+
+
+@pytest.fixture(scope="module")
+def install(cluster, keycloak, kube, tmp_path_factory):
+    uid = uuid.uuid4().hex[:6]
+    tmp = tmp_path_factory.mktemp("stack-core")
+    kc_port, hub_port = free_node_ports(kube, 2)
+    data_file = tmp / "20160930_203718.csv"
+    data_file.write_text(CSV_HEADER + "\n" + "\n".join(
+        ",".join(str(i * 0.3 + j) for j in range(20)) for i in range(50)) + "\n")
+    info = {
+        "ns": "dl-core-%s" % uid, "realm": "core-%s" % uid, "kc_port": kc_port, "hub_port": hub_port,
+        "data_file": data_file, "tmp": tmp, "host": "core-%s" % uid,
+    }
+    info["inventory"] = write_inventory(tmp / "hosts.yml", {info["host"]: {
+        "datalab_namespace": info["ns"], "datalab_keycloak_realm": info["realm"],
+        "datalab_hub_node_port": hub_port, "keycloak_node_port": kc_port,
+    }}, {
+        "datalab_kubeconfig": cluster.kubeconfig, "datalab_helm_binary": cluster.helm,
+        "datalab_tls_provider": "self_signed",
+        "keycloak_demo_users": True, "keycloak_demo_passwords": "username",
+        "keycloak_admin_url": keycloak["url"], "keycloak_admin_username": keycloak["username"],
+        "keycloak_admin_password": keycloak["password"], "keycloak_admin_ca_path": keycloak["ca_path"],
+        "keycloak_rollout_timeout": 120, "minio_rollout_timeout": 120, "minio_job_timeout": 120,
+        "minio_demo_data_file": str(data_file),
+    })
+    admin = KeycloakAdmin(keycloak)
+    rc, out = playbook(info["inventory"], "--tags", "keycloak,minio", "-vv")
+    (tmp / "first-run.log").write_text(out)
+    info.update(rc=rc, log=out, admin=admin)
+    yield info
+    delete_namespace(kube, info["ns"])
+    KeycloakAdmin(keycloak).delete("/" + info["realm"])
+
+
+def test_first_converge_succeeds(install):
+    assert install["rc"] == 0, install["log"][-4000:]
+    assert recap(install["log"])[install["host"]]["failed"] == 0
+
+
+def test_every_object_carries_the_install_labels(install, apis):
+    ns = install["ns"]
+    objects = (apis["core"].list_namespaced_secret(ns).items + apis["core"].list_namespaced_config_map(ns).items
+               + apis["core"].list_namespaced_service(ns).items
+               + apis["core"].list_namespaced_persistent_volume_claim(ns).items
+               + apis["core"].list_namespaced_service_account(ns).items
+               + apis["apps"].list_namespaced_deployment(ns).items + apis["batch"].list_namespaced_job(ns).items)
+    ours = [o for o in objects if o.metadata.name not in ("kube-root-ca.crt", "default")]
+    assert len(ours) >= 14, sorted(o.metadata.name for o in ours)
+    for obj in ours:
+        labels = obj.metadata.labels or {}
+        missing = [k for k in LABELS if k not in labels]
+        assert not missing, "%s lacks %s" % (obj.metadata.name, missing)
+        assert labels["app.kubernetes.io/instance"] == ns
+        assert labels["app.kubernetes.io/part-of"] == "datalab-notebooks"
+    namespace = apis["core"].read_namespace(ns)
+    assert all(k in namespace.metadata.labels for k in LABELS)
+
+
+def test_keycloak_address_is_the_node_running_keycloak(install, apis):
+    ns = install["ns"]
+    cm = apis["core"].read_namespaced_config_map("keycloak-address", ns).data
+    (pod,) = apis["core"].list_namespaced_pod(ns, label_selector="app.kubernetes.io/name=keycloak").items
+    node = apis["core"].read_node(pod.spec.node_name)
+    external = [a.address for a in node.status.addresses if a.type == "ExternalIP"][0]
+    assert cm == {"keycloakAddress": "%s:%d" % (external, install["kc_port"]), "keycloakNodeIp": external}
+    svc = apis["core"].read_namespaced_service("keycloak", ns)
+    assert svc.spec.type == "NodePort"
+    assert [(p.name, p.port, p.node_port) for p in svc.spec.ports] == [("https", 8443, install["kc_port"])]
+
+
+def test_keycloak_deployment_follows_the_reference_with_fixes(install, apis):
+    ns = install["ns"]
+    dep = apis["apps"].read_namespaced_deployment("keycloak", ns)
+    pod = dep.spec.template.spec
+    (container,) = pod.containers
+    args = container.args
+    assert args[0] == "start" and "--hostname-strict=false" in args and "--import-realm" in args
+    assert "--https-key-store-file=/tls/keystore.p12" in args
+    assert "--https-key-store-password=$(KEYCLOAK_KEYSTORE_PASSWORD)" in args
+    keystore_password = secret_data(apis["core"], ns, "keycloak-tls")["password"].decode()
+    assert keystore_password not in json.dumps(dep.to_dict(), default=str)
+    env = {e.name: e.value_from.secret_key_ref for e in container.env}
+    assert (env["KC_BOOTSTRAP_ADMIN_PASSWORD"].name, env["KC_BOOTSTRAP_ADMIN_PASSWORD"].key) == ("keycloak-admin",
+                                                                                              "password")
+    assert (env["KEYCLOAK_KEYSTORE_PASSWORD"].name, env["KEYCLOAK_KEYSTORE_PASSWORD"].key) == ("keycloak-tls",
+                                                                                            "password")
+    probe = container.readiness_probe.http_get
+    assert (probe.path, probe.scheme, probe.port) == ("/realms/master", "HTTPS", "https")
+    sc = pod.security_context
+    assert (sc.run_as_user, sc.run_as_group, sc.fs_group) == (1000, 1000, 1000)
+    mounts = {m.mount_path: m.name for m in container.volume_mounts}
+    assert mounts["/opt/keycloak/data"] == "data" and mounts["/opt/keycloak/data/import"] == "realm"
+    volumes = {v.name: v for v in pod.volumes}
+    assert volumes["data"].persistent_volume_claim.claim_name == "keycloak-data"
+    assert volumes["tls"].secret.secret_name == "keycloak-tls"
+    pvc = apis["core"].read_namespaced_persistent_volume_claim("keycloak-data", ns)
+    assert pvc.spec.resources.requests["storage"] == "1Gi"
+    assert pod.automount_service_account_token is False
+    assert dep.status.available_replicas == 1
+
+
+def test_realm_uses_the_one_client_secret_and_the_hub_callback(install, apis):
+    ns, realm, admin = install["ns"], install["realm"], install["admin"]
+    (cl,) = admin.get("/%s/clients?clientId=jupyterhub" % realm)
+    secret = admin.get("/%s/clients/%s/client-secret" % (realm, cl["id"]))["value"]
+    oauth = secret_data(apis["core"], ns, "jupyterhub-oauth-client")
+    assert oauth["client-id"] == b"jupyterhub"
+    assert secret.encode() == oauth["client-secret"]
+    node_ip = apis["core"].read_namespaced_config_map("keycloak-address", ns).data["keycloakNodeIp"]
+    hub = "http://%s:%d" % (node_ip, install["hub_port"])
+    assert cl["redirectUris"] == [hub + "/hub/oauth_callback"]
+    assert cl["webOrigins"] == [hub]
+    assert cl["publicClient"] is False and cl["standardFlowEnabled"] is True
+    # The realm Secret holds the same realm, for --import-realm on a fresh database.
+    stored = json.loads(secret_data(apis["core"], ns, "keycloak-realm")["realm.json"])
+    assert stored["realm"] == realm
+    (stored_client,) = [c for c in stored["clients"] if c["clientId"] == "jupyterhub"]
+    assert stored_client["secret"].encode() == oauth["client-secret"]
+
+
+def test_realm_has_the_demo_groups_and_users(install):
+    realm, admin = install["realm"], install["admin"]
+    users = {u["username"]: u for u in admin.get("/%s/users?max=100&briefRepresentation=false" % realm)}
+    assert sorted(users) == sorted(["daniel.king", "sophia.clarke", "william.lewis", "isla.williams",
+                                    "justin.martin", "pamela.scott", "mark.ketting"])
+    assert users["isla.williams"]["email"] == "isla.williams@knab.com"
+    groups = admin.get("/%s/users/%s/groups" % (realm, users["mark.ketting"]["id"]))
+    assert [g["path"] for g in groups] == ["/Marketing"]
+    groups = admin.get("/%s/users/%s/groups" % (realm, users["daniel.king"]["id"]))
+    assert [g["path"] for g in groups] == ["/Compliance and Regulation/Analytics"]
+    # Demo password = user name (local/kind inventories only): a real login proves it.
+    form = urllib.parse.urlencode({"grant_type": "password", "client_id": "admin-cli",
+                                   "username": "isla.williams", "password": "isla.williams"}).encode()
+    req = urllib.request.Request("%s/realms/%s/protocol/openid-connect/token" % (admin.url, realm), data=form)
+    with urllib.request.urlopen(req, context=admin.ctx, timeout=30) as resp:
+        assert "access_token" in json.load(resp)
+
+
+def test_keystore_serves_tls_that_the_platform_ca_verifies(install, apis):
+    """A real handshake on the Keycloak node address and node port, as the hub would make it."""
+    ns = install["ns"]
+    tls = secret_data(apis["core"], ns, "keycloak-tls")
+    key, cert, extra = pkcs12.load_key_and_certificates(tls["keystore.p12"], tls["password"])
+    ca_pem = apis["core"].read_namespaced_config_map("datalab-ca", ns).data["ca.crt"]
+    node_ip = apis["core"].read_namespaced_config_map("keycloak-address", ns).data["keycloakNodeIp"]
+    tmp = Path(tempfile.mkdtemp())
+    (tmp / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                    serialization.NoEncryption()))
+    (tmp / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp / "ca.pem").write_text(ca_pem)
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(tmp / "cert.pem", tmp / "key.pem")
+    sock = socket.create_server((node_ip, install["kc_port"]))
+    sock.settimeout(20)
+
+    def serve(count):
+        for _ in range(count):
+            conn, _ = sock.accept()
+            try:
+                with server_ctx.wrap_socket(conn, server_side=True) as tconn:
+                    tconn.recv(1)
+            except (ssl.SSLError, OSError):
+                pass
+
+    names = [node_ip, "keycloak.%s.svc" % ns, "keycloak.%s.svc.cluster.local" % ns]
+    thread = threading.Thread(target=serve, args=(len(names),), daemon=True)
+    thread.start()
+    try:
+        client_ctx = ssl.create_default_context(cafile=str(tmp / "ca.pem"))
+        for name in names:
+            with socket.create_connection((node_ip, install["kc_port"]), timeout=10) as raw:
+                with client_ctx.wrap_socket(raw, server_hostname=name) as tconn:
+                    assert tconn.version().startswith("TLS")
+                    tconn.send(b"x")
+    finally:
+        thread.join(timeout=20)
+        sock.close()
+    assert extra and extra[0].subject == extra[0].issuer  # the CA travels in the chain
+
+
+def test_minio_credentials_server_and_bucket_job(install, apis):
+    ns = install["ns"]
+    creds = secret_data(apis["core"], ns, "minio-s3-credentials")
+    assert len(creds["accessKey"]) == 20 and len(creds["secretKey"]) == 40
+    dep = apis["apps"].read_namespaced_deployment("minio", ns)
+    (container,) = dep.spec.template.spec.containers
+    assert container.image == "quay.io/minio/minio:RELEASE.2024-12-18T13-15-44Z"
+    env = {e.name: e.value_from.secret_key_ref for e in container.env if e.value_from}
+    assert env["MINIO_ROOT_USER"].key == "accessKey" and env["MINIO_ROOT_PASSWORD"].key == "secretKey"
+    svc = apis["core"].read_namespaced_service("minio", ns)
+    assert ("http", 9000) in [(p.name, p.port) for p in svc.spec.ports] and svc.spec.type == "ClusterIP"
+    (job,) = apis["batch"].list_namespaced_job(ns, label_selector="app.kubernetes.io/component=bucket-setup").items
+    assert job.status.succeeded == 1
+    (mc,) = job.spec.template.spec.containers
+    assert mc.image.startswith("quay.io/minio/mc:")
+    script = mc.command[-1]
+    assert 'mc mb --ignore-existing "s3/$BUCKET"' in script
+    assert 'mc anonymous set none "s3/$BUCKET"' in script
+    assert "admin user add" not in script and "public" not in script.replace("# Private", "")
+    env = {e.name: e.value for e in mc.env if e.value is not None}
+    assert env["BUCKET"] == "demo"
+    assert env["DATA_KEY"] == "gas-sensor/raw/20160930_203718.csv"
+    assert env["DATA_FILE"] == "/data/20160930_203718.csv"
+    data = apis["core"].read_namespaced_config_map("minio-demo-data", ns)
+    assert base64.b64decode(data.binary_data["demo-data"]) == install["data_file"].read_bytes()
+
+
+def test_verbose_log_contains_no_generated_secret(install, apis):
+    ns = install["ns"]
+    values = []
+    for name, keys in {"keycloak-admin": ["password"], "jupyterhub-oauth-client": ["client-secret"],
+                       "keycloak-tls": ["password"], "minio-s3-credentials": ["accessKey", "secretKey"],
+                       "datalab-ca-key": ["ca.key"]}.items():
+        data = secret_data(apis["core"], ns, name)
+        values += [data[k].decode() for k in keys]
+    key_body = values[-1].splitlines()[1]
+    values[-1] = key_body  # one line of the CA key: enough to find any fragment of it
+    log = install["log"]
+    assert "<localhost> " in log or "ESTABLISH LOCAL CONNECTION" in log or "task path:" in log  # really -vv
+    leaked = [v[:4] + "..." for v in values if v in log]
+    assert not leaked, "generated secrets in the -vv log: %s" % leaked
+
+
+def test_second_run_changes_nothing(install):
+    rc, out = playbook(install["inventory"], "--tags", "keycloak,minio")
+    assert rc == 0, out[-4000:]
+    assert recap(out)[install["host"]]["changed"] == 0, changed_tasks(out)
+
+
+def test_check_diff_on_the_converged_install_changes_nothing(install):
+    rc, out = playbook(install["inventory"], "--tags", "keycloak,minio", "--check", "--diff")
+    assert rc == 0, out[-4000:]
+    result = recap(out)[install["host"]]
+    assert result["changed"] == 0 and result["failed"] == 0, changed_tasks(out)
+
+
+def test_new_demo_data_runs_a_new_job_and_removes_the_old_one(install, apis):
+    ns = install["ns"]
+    (old,) = apis["batch"].list_namespaced_job(ns, label_selector="app.kubernetes.io/component=bucket-setup").items
+    other = install["tmp"] / "other.csv"
+    other.write_text(CSV_HEADER + "\n1,2,3\n")
+    rc, out = playbook(install["inventory"], "--tags", "minio", "-e", "minio_demo_data_file=%s" % other)
+    assert rc == 0, out[-4000:]
+    jobs = apis["batch"].list_namespaced_job(ns, label_selector="app.kubernetes.io/component=bucket-setup").items
+    live = [j for j in jobs if not j.metadata.deletion_timestamp]
+    assert [j.metadata.name for j in live] != [old.metadata.name] and len(live) == 1
+    env = {e.name: e.value for e in live[0].spec.template.spec.containers[0].env if e.value is not None}
+    assert env["DATA_KEY"] == "gas-sensor/raw/other.csv"
+    # Back to the first input: converged again, and the rerun is quiet.
+    rc, out = playbook(install["inventory"], "--tags", "minio")
+    assert rc == 0, out[-4000:]
+    rc, out = playbook(install["inventory"], "--tags", "minio")
+    assert recap(out)[install["host"]]["changed"] == 0, changed_tasks(out)
+
+
+# --- bad input is refused before anything is applied ----------------------------------
+
+BAD_INPUT = [
+    ("keycloak", {"keycloak_image": "Quay.io/Keycloak//keycloak:"}, "not a valid image reference"),
+    ("keycloak", {"keycloak_node_port": 29999}, "NodePort range 30000-32767"),
+    ("keycloak", {"keycloak_node_port": 32768}, "NodePort range 30000-32767"),
+    ("keycloak", {"datalab_tls_provider": "vault"}, "value of datalab_tls_provider must be one of"),
+    ("keycloak", {"datalab_namespace": ""}, "must be a non-empty DNS-1123 label"),
+    ("keycloak", {"datalab_namespace": "Not_A_Label"}, "must be a non-empty DNS-1123 label"),
+    ("keycloak", {"keycloak_realm_file": "@notjson"}, "is not a JSON realm representation"),
+    ("keycloak", {"datalab_hub_node_port": 8080}, "datalab_hub_node_port must be within"),
+    ("minio", {"minio_image": "quay.io/minio/minio:bad tag"}, "not a valid image reference"),
+    ("minio", {"minio_demo_data_url": "http://example.invalid/a.csv", "minio_demo_data_file": "/etc/hostname"},
+     "at most one of minio_demo_data_url"),
+]
+
+
+@pytest.mark.parametrize("component,extra,message", BAD_INPUT,
+                         ids=["%s-%s" % (c, next(iter(e))) for c, e, _ in BAD_INPUT])
+def test_bad_input_is_refused_before_anything_is_applied(cluster, kube, tmp_path, component, extra, message):
+    ns = "dl-bad-%s" % uuid.uuid4().hex[:6]
+    if extra.get("keycloak_realm_file") == "@notjson":
+        bad = tmp_path / "realm.json"
+        bad.write_text('{"realm": "demo", "users": [')
+        extra = {"keycloak_realm_file": str(bad)}
+    hostvars = {"datalab_namespace": ns, "datalab_kubeconfig": cluster.kubeconfig, **extra}
+    inventory = write_inventory(tmp_path / "hosts.yml", {"bad-input": hostvars}, {})
+    try:
+        rc, out = playbook(inventory, playbook_path="playbooks/%s.yml" % component)
+        assert rc != 0
+        assert message in out, out[-3000:]
+        assert "changed=0" in out
+        with pytest.raises(ApiException) as err:
+            kube.read_namespace(ns)
+        assert err.value.status == 404
+    finally:
+        delete_namespace(kube, ns)
+
+
+# --- the secret_operator provider, with the stand-in charts --------------------------
+
+def test_standin_charts_render(cluster):
+    for chart in ("secret-operator", "commons-operator"):
+        out = subprocess.run([cluster.helm, "template", "rel", str(STANDINS / chart), "-n", "ops",
+                              "--include-crds", "--set", "probe=1"],
+                             capture_output=True, text=True, check=True).stdout
+        docs = [d for d in yaml.safe_load_all(out) if d]
+        kinds = {(d["kind"], d["metadata"]["name"]) for d in docs}
+        assert ("ConfigMap", "standin-rel-values") in kinds
+        (cm,) = [d for d in docs if d["kind"] == "ConfigMap"]
+        assert json.loads(cm["data"]["values.json"]) == {"probe": 1}
+        chart_yaml = yaml.safe_load((STANDINS / chart / "Chart.yaml").read_text())
+        assert "STAND-IN" in chart_yaml["description"]
+        if chart == "secret-operator":
+            assert ("CustomResourceDefinition", "secretclasses.secrets.stackable.tech") in kinds
+            assert ("SecretClass", "tls") in kinds
+
+
+def test_secret_operator_role_installs_the_charts_and_waits_for_secretclass_tls(cluster, apis, tmp_path):
+    uid = uuid.uuid4().hex[:6]
+    ns, ops = "dl-so-%s" % uid, "dl-ops-%s" % uid
+    had_crd = bool(apis["ext"].list_custom_resource_definition(
+        field_selector="metadata.name=secretclasses.secrets.stackable.tech").items)
+    inventory = write_inventory(tmp_path / "hosts.yml", {"so-test": {"datalab_namespace": ns}}, {
+        "datalab_kubeconfig": cluster.kubeconfig, "datalab_helm_binary": cluster.helm,
+        "datalab_tls_provider": "secret_operator", "secret_operator_namespace": ops,
+        "secret_operator_chart_ref": str(STANDINS / "secret-operator"), "secret_operator_chart_version": "",
+        "secret_operator_commons_chart_ref": str(STANDINS / "commons-operator"),
+        "secret_operator_commons_chart_version": "",
+        "secret_operator_values": {"kubeletDir": "/var/lib/kubelet"}, "secret_operator_timeout": 60,
+    })
+    try:
+        rc, out = playbook(inventory, playbook_path="playbooks/secret_operator.yml")
+        assert rc == 0, out[-4000:]
+        values = apis["core"].read_namespaced_config_map("standin-secret-operator-values", ops).data
+        assert json.loads(values["values.json"]) == {"kubeletDir": "/var/lib/kubelet"}
+        assert apis["core"].read_namespaced_config_map("standin-commons-operator-values", ops)
+        tls = apis["custom"].get_cluster_custom_object("secrets.stackable.tech", "v1alpha1", "secretclasses", "tls")
+        assert "autoTls" in tls["spec"]["backend"]
+        labels = apis["core"].read_namespace(ops).metadata.labels
+        assert all(k in labels for k in LABELS)
+        rc, out = playbook(inventory, playbook_path="playbooks/secret_operator.yml")
+        assert rc == 0 and recap(out)["so-test"]["changed"] == 0, changed_tasks(out)
+    finally:
+        for release in ("secret-operator", "commons-operator"):
+            subprocess.run([cluster.helm, "uninstall", release, "-n", ops, "--kubeconfig", cluster.kubeconfig],
+                           capture_output=True)
+        if not had_crd:
+            try:
+                apis["ext"].delete_custom_resource_definition("secretclasses.secrets.stackable.tech")
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+        delete_namespace(apis["core"], ops)
+        delete_namespace(apis["core"], ns)
+
+
+# --- every manifest the roles render is valid for the pinned Kubernetes ----------------
+
+RENDER_PLAYBOOK = """
+- name: Render the manifests of the core roles
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Load the roles' defaults and internal vars
+      ansible.builtin.include_vars:
+        file: "{{ repo }}/roles/{{ item }}"
+      loop: "{{ role_var_files }}"
+
+    - name: Render each manifest
+      ansible.builtin.copy:
+        content: "{{ lookup('ansible.builtin.template', repo ~ '/roles/' ~ item.template, template_vars=item.vars) }}"
+        dest: "{{ out }}/{{ item.name }}.yaml"
+        mode: "0644"
+      loop: "{{ manifests }}"
+"""
+
+
+def test_rendered_manifests_pass_strict_validation(cluster, tmp_path):
+    minor = ".".join(cluster.version.lstrip("v").split(".")[:2]) + ".0"
+    out = tmp_path / "rendered"
+    out.mkdir()
+    tls_data = {"keystore.p12": "AAAA", "password": "cGFzcw==", "tls.crt": "AAAA", "ca.crt": "AAAA"}
+    manifests = [
+        ("namespace", "common/templates/namespace.yaml.j2", {}),
+        ("generated-secret", "common/templates/secret.yaml.j2", {}),
+        ("ca-secret", "common/templates/ca-secret.yaml.j2", {}),
+        ("ca-configmap", "common/templates/ca-configmap.yaml.j2", {}),
+        ("keycloak-serviceaccount", "keycloak/templates/serviceaccount.yaml.j2", {}),
+        ("keycloak-pvc", "keycloak/templates/pvc.yaml.j2", {"keycloak_storage_class": "standard"}),
+        ("keycloak-service", "keycloak/templates/service.yaml.j2", {}),
+        ("keycloak-ingress", "keycloak/templates/ingress.yaml.j2", {
+            "keycloak_ingress_host": "keycloak.example.com", "keycloak_ingress_class_name": "nginx",
+            "keycloak_ingress_tls_secret": "kc-tls",
+            "keycloak_ingress_annotations": {"nginx.ingress.kubernetes.io/backend-protocol": "HTTPS"}}),
+        ("keycloak-deployment-self-signed", "keycloak/templates/deployment.yaml.j2",
+         {"datalab_tls_provider": "self_signed", "keycloak_extra_args": ["--proxy-headers=xforwarded"]}),
+        ("keycloak-deployment-secret-operator", "keycloak/templates/deployment.yaml.j2",
+         {"datalab_tls_provider": "secret_operator"}),
+        ("keycloak-tls-secret", "keycloak/templates/tls-secret.yaml.j2", {}),
+        ("keycloak-address", "keycloak/templates/address-configmap.yaml.j2", {}),
+        ("keycloak-realm-secret", "keycloak/templates/realm-secret.yaml.j2", {}),
+        ("minio-pvc", "minio/templates/pvc.yaml.j2", {}),
+        ("minio-service", "minio/templates/service.yaml.j2", {}),
+        ("minio-deployment", "minio/templates/deployment.yaml.j2", {}),
+        ("minio-data-configmap", "minio/templates/data-configmap.yaml.j2", {}),
+        ("minio-job-none", "minio/templates/job.yaml.j2", {"_minio_source": "none"}),
+        ("minio-job-file", "minio/templates/job.yaml.j2", {"_minio_source": "file"}),
+        ("minio-job-url", "minio/templates/job.yaml.j2", {
+            "_minio_source": "url", "minio_demo_data_url": "https://data.example.com/gas/20160930_203718.csv"}),
+        ("operators-namespace", "secret_operator/templates/namespace.yaml.j2", {}),
+    ]
+    extra = {
+        "repo": str(REPO), "out": str(out),
+        "role_var_files": ["%s/%s/main.yml" % (r, d) for r in ("common", "keycloak", "minio", "secret_operator")
+                           for d in ("defaults", "vars")],
+        "manifests": [{"name": n, "template": t, "vars": v} for n, t, v in manifests],
+        "datalab_namespace": "render-ns", "common_secret_name": "some-secret", "common_secret_component": "keycloak",
+        "_common_secret_encoded": {"password": "cGFzcw==", "client-id": "anVweXRlcmh1Yg=="},
+        "_common_ca_pem": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        "_common_ca_key_pem": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        "datalab_ca_cert": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        "_keycloak_tls_data": tls_data, "_keycloak_tls_checksum": "0" * 64,
+        "_keycloak_tls_password": {"password": "not-a-secret"},
+        "_keycloak_nodeport": {"address": "127.0.1.2:31093", "node_ip": "127.0.1.2"},
+        "_keycloak_realm": {"realm": "demo", "enabled": True},
+        "_minio_job_name": "minio-bucket-0123456789", "_minio_object": "20160930_203718.csv",
+        "_minio_data_b64": "dGltZXNlY3MK",
+    }
+    (tmp_path / "render.yml").write_text(RENDER_PLAYBOOK)
+    (tmp_path / "extra.json").write_text(json.dumps(extra))
+    proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local",
+                           "-e", "ansible_python_interpreter=%s" % sys.executable,
+                           "-e", "@%s" % (tmp_path / "extra.json"), str(tmp_path / "render.yml")],
+                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    files = sorted(out.glob("*.yaml"))
+    assert len(files) == len(manifests)
+    for f in files:
+        (doc,) = [d for d in yaml.safe_load_all(f.read_text()) if d]
+        labels = doc["metadata"].get("labels", {})
+        assert all(k in labels for k in LABELS), (f.name, labels)
+    proc = subprocess.run([str(BIN / "kubernetes-validate"), "--strict", "-k", minor, *map(str, files)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
