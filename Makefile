@@ -62,6 +62,9 @@ integration: setup
 test: setup
 	$(PY) -m tools.run_tests
 
+e2e: setup
+	$(PY) -m tools.e2e_setup run $(E2E_ARGS)
+
 bench: setup
 	$(PY) benchmarks/realm_import.py
 

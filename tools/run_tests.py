@@ -52,11 +52,14 @@ def layers() -> list[tuple[str, list[str]]]:
     out.append(("sanity", [py, "-m", "tools.run_sanity"]))
     out.append(("pytest", [str(BIN / "pytest"), "-q", "-m", "not e2e", f"--junitxml={ARTIFACTS / 'pytest.xml'}",
                            "tests"]))
+    out.append(("e2e", [py, "-m", "tools.e2e_setup", "run", "-q", f"--junitxml={ARTIFACTS / 'e2e.xml'}"]))
     return out
 
 
 def main() -> int:
     ARTIFACTS.mkdir(exist_ok=True)
+    for old in ("pytest.xml", "e2e.xml"):
+        (ARTIFACTS / old).unlink(missing_ok=True)
     env = {"DATALAB_KEEP_TESTBED": "1"}  # the layers share this run's test bed
     started_cluster = started_keycloak = False
     results: list[tuple[str, bool]] = []
@@ -82,10 +85,12 @@ def main() -> int:
         if leftovers:
             print(f"==> processes left by the test bed: {', '.join(leftovers)}")
             results.append(("cleanup", False))
-    passed, failed, skipped = junit_counts(ARTIFACTS / "pytest.xml")
-    step_failures = sum(1 for name, ok in results if not ok and name != "pytest")
+    counts = [junit_counts(ARTIFACTS / f) for f in ("pytest.xml", "e2e.xml")]
+    passed, failed, skipped = (sum(c[i] for c in counts) for i in range(3))
+    junit_layers = ("pytest", "e2e")
+    step_failures = sum(1 for name, ok in results if not ok and name not in junit_layers)
     print("\n" + "\n".join(f"    {name:12} {'ok' if ok else 'FAILED'}" for name, ok in results))
-    print(f"summary: {passed + sum(1 for n, ok in results if ok and n != 'pytest')} passed, "
+    print(f"summary: {passed + sum(1 for n, ok in results if ok and n not in junit_layers)} passed, "
           f"{failed + step_failures} failed, {skipped} skipped")
     return 0 if all(ok for dummy, ok in results) else 1
 
