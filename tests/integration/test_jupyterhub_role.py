@@ -1,0 +1,302 @@
+"""The jupyterhub role on the test bed's real API server (with the stand-in chart).
+
+An install of its own (namespace dl-jh-<id>, a free NodePort) is converged with
+`playbooks/jupyterhub.yml`. What the keycloak role would have written first (Secret
+jupyterhub-oauth-client, ConfigMaps keycloak-address and datalab-ca) is created by the
+test, so the role is checked against the contract alone. Then:
+- the objects, their labels, the values the chart received and the NodePort;
+- a second run and a `--check --diff` run report changed=0;
+- the ValidatingAdmissionPolicy, evaluated by the real API server: an executor-like pod
+  is admitted, pods that use Secret keycloak-admin (volume, projected, env) or a hostPath
+  are denied with a message naming what is not allowed;
+- a rotated client secret changes the hub pod's annotation (so the hub restarts);
+- a CPU choice "500m" is refused at role entry, before anything is applied.
+Only loopback is contacted (the API server).
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+STANDIN = REPO / "tests" / "standins" / "charts" / "jupyterhub"
+NOTEBOOK = REPO / "roles" / "jupyterhub" / "files" / "notebooks" / "process-s3.ipynb"
+RESERVED_NODE_PORTS = {31093, 31095, 31193, 31195}
+LABELS = ("app.kubernetes.io/part-of", "app.kubernetes.io/managed-by",
+          "app.kubernetes.io/name", "app.kubernetes.io/instance")
+RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+
+
+def playbook(inventory, *args):
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               PATH=f"{BIN}:{os.environ.get('PATH', '')}")
+    proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(inventory), "playbooks/jupyterhub.yml", *args],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def recap(output, host):
+    found = {m.group(1): {"changed": int(m.group(3)), "failed": int(m.group(5))} for m in RECAP.finditer(output)}
+    assert host in found, "no PLAY RECAP for %s:\n%s" % (host, output[-3000:])
+    return found[host]
+
+
+def changed_tasks(output):
+    names, task = [], None
+    for line in output.splitlines():
+        if line.startswith("TASK ["):
+            task = line
+        elif line.startswith("changed:") and task:
+            names.append(task)
+    return names
+
+
+def write_inventory(path, host, hostvars):
+    path.write_text(yaml.safe_dump({"notebook_platform": {"hosts": {host: hostvars}, "vars": {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}))
+    return path
+
+
+def ignore_missing(call, *args, **kwargs):
+    try:
+        call(*args, **kwargs)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+
+
+@pytest.fixture(scope="module")
+def api_client(cluster):
+    return config.new_client_from_config(config_file=cluster.kubeconfig)
+
+
+@pytest.fixture(scope="module")
+def core(api_client):
+    return client.CoreV1Api(api_client)
+
+
+@pytest.fixture(scope="module")
+def install(cluster, api_client, core, tmp_path_factory):
+    uid = uuid.uuid4().hex[:6]
+    tmp = tmp_path_factory.mktemp("jupyterhub-role")
+    ns, host = f"dl-jh-{uid}", f"jh-{uid}"
+    used = {p.node_port for s in core.list_service_for_all_namespaces().items
+            for p in (s.spec.ports or []) if p.node_port}
+    port = random.choice([p for p in range(30100, 32700) if p not in used | RESERVED_NODE_PORTS])
+    node_ip = cluster.nodes[0]["ExternalIP"] if cluster.nodes else "127.0.1.2"
+    chart_version = yaml.safe_load((STANDIN / "Chart.yaml").read_text())["version"]
+
+    # What the keycloak role writes before the hub (docs/CONTRACT.md).
+    core.create_namespace({"metadata": {"name": ns}})
+    core.create_namespaced_secret(ns, {"metadata": {"name": "jupyterhub-oauth-client"}, "stringData": {
+        "client-id": "jupyterhub", "client-secret": "first-secret-" + uid}})
+    core.create_namespaced_config_map(ns, {"metadata": {"name": "keycloak-address"}, "data": {
+        "keycloakAddress": f"{node_ip}:31093", "keycloakNodeIp": node_ip}})
+    core.create_namespaced_config_map(ns, {"metadata": {"name": "datalab-ca"}, "data": {"ca.crt": "not checked"}})
+
+    hostvars = {
+        "datalab_namespace": ns, "datalab_kubeconfig": cluster.kubeconfig, "datalab_helm_binary": cluster.helm,
+        "datalab_tls_provider": "self_signed", "datalab_hub_node_port": port,
+        "jupyterhub_chart_ref": str(STANDIN), "jupyterhub_chart_repo_url": "",
+        "jupyterhub_chart_version": chart_version, "jupyterhub_helm_timeout": "2m0s",
+        "jupyterhub_admin_users": ["isla.williams"],
+    }
+    inventory = write_inventory(tmp / "hosts.yml", host, hostvars)
+    rc, out = playbook(inventory)
+    (tmp / "first-run.log").write_text(out)
+    info = {"ns": ns, "host": host, "port": port, "node_ip": node_ip, "inventory": inventory, "tmp": tmp,
+            "rc": rc, "log": out, "hostvars": hostvars, "policy": f"datalab-{ns}-spark-pods"}
+    yield info
+
+    admission = client.AdmissionregistrationV1Api(api_client)
+    ignore_missing(admission.delete_validating_admission_policy_binding, info["policy"])
+    ignore_missing(admission.delete_validating_admission_policy, info["policy"])
+    ignore_missing(core.delete_namespace, ns)
+
+
+def test_converges(install):
+    assert install["rc"] == 0, install["log"][-4000:]
+
+
+def test_second_run_changes_nothing(install):
+    assert install["rc"] == 0
+    rc, out = playbook(install["inventory"])
+    assert rc == 0, out[-4000:]
+    assert recap(out, install["host"])["changed"] == 0, changed_tasks(out)
+
+
+def test_check_diff_changes_nothing(install):
+    assert install["rc"] == 0
+    rc, out = playbook(install["inventory"], "--check", "--diff")
+    assert rc == 0, out[-4000:]
+    assert recap(out, install["host"])["changed"] == 0, changed_tasks(out)
+
+
+def test_objects_and_labels(install, api_client, core):
+    assert install["rc"] == 0
+    ns = install["ns"]
+    rbac = client.RbacAuthorizationV1Api(api_client)
+    admission = client.AdmissionregistrationV1Api(api_client)
+    objects = {
+        "ServiceAccount spark": core.read_namespaced_service_account("spark", ns),
+        "Role spark": rbac.read_namespaced_role("spark", ns),
+        "RoleBinding spark": rbac.read_namespaced_role_binding("spark", ns),
+        "ConfigMap jupyterhub-notebooks": core.read_namespaced_config_map("jupyterhub-notebooks", ns),
+        "ValidatingAdmissionPolicy": admission.read_validating_admission_policy(install["policy"]),
+        "ValidatingAdmissionPolicyBinding": admission.read_validating_admission_policy_binding(install["policy"]),
+    }
+    for what, obj in objects.items():
+        labels = obj.metadata.labels or {}
+        missing = [k for k in LABELS if k not in labels]
+        assert not missing, f"{what} lacks {missing}"
+        assert labels["app.kubernetes.io/instance"] == ns
+    role = objects["Role spark"]
+    assert set(role.rules[0].resources) == {"pods", "services", "configmaps", "persistentvolumeclaims"}
+    binding = objects["RoleBinding spark"]
+    assert [(s.kind, s.name, s.namespace) for s in binding.subjects] == [("ServiceAccount", "spark", ns)]
+    notebook = objects["ConfigMap jupyterhub-notebooks"].data["process-s3.ipynb"]
+    assert json.loads(notebook) == json.loads(NOTEBOOK.read_text())
+
+
+def test_chart_received_the_values(install, api_client, core):
+    assert install["rc"] == 0
+    ns = install["ns"]
+    record = core.read_namespaced_config_map("standin-jupyterhub-values", ns)
+    values = json.loads(record.data["values.json"])
+    assert values["proxy"]["service"]["nodePorts"]["http"] == install["port"]
+    assert values["singleuser"]["serviceAccountName"] == "spark"
+    assert values["singleuser"]["extraEnv"]["NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    env = values["hub"]["extraEnv"]
+    assert env["OAUTH_CALLBACK_URL"] == f"http://{install['node_ip']}:{install['port']}/hub/oauth_callback"
+    assert env["OAUTH_CLIENT_SECRET"]["valueFrom"]["secretKeyRef"]["name"] == "jupyterhub-oauth-client"
+    assert "first-secret" not in record.data["values.json"]
+    assert values["hub"]["config"]["GenericOAuthenticator"]["http_request_kwargs"]["ca_certs"] == \
+        "/etc/datalab/ca/ca.crt"
+
+    svc = core.read_namespaced_service("proxy-public", ns)
+    assert svc.spec.type == "NodePort"
+    assert [p.node_port for p in svc.spec.ports] == [install["port"]]
+    apps = client.AppsV1Api(api_client)
+    for name in ("hub", "proxy"):
+        status = apps.read_namespaced_deployment(name, ns).status
+        assert status.available_replicas == 1, f"Deployment {name} not available"
+
+
+# --- executor isolation -------------------------------------------------------------------------
+
+def pod(name, service_account="spark", volumes=(), env=(), env_from=()):
+    return {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {
+            "serviceAccountName": service_account,
+            "containers": [{"name": "executor", "image": "datalab/spark-executor:3.5.2-python3.11",
+                            "env": list(env), "envFrom": list(env_from),
+                            "volumeMounts": [{"name": v["name"], "mountPath": f"/mnt/{v['name']}"} for v in volumes]}],
+            "volumes": list(volumes),
+        },
+    }
+
+
+def admit(core, ns, manifest):
+    """None if the API server admits `manifest` (dry run), else the denial message."""
+    try:
+        core.create_namespaced_pod(ns, manifest, dry_run="All")
+        return None
+    except ApiException as exc:
+        assert exc.status in (400, 403, 422), exc
+        return json.loads(exc.body)["message"]
+
+
+def test_executor_like_pod_is_admitted(install, core):
+    assert install["rc"] == 0
+    manifest = pod("spark-exec-1", volumes=[
+        {"name": "s3", "secret": {"secretName": "minio-s3-credentials"}},
+        {"name": "spark-local-dir-1", "emptyDir": {}},
+        {"name": "spark-conf-volume-exec", "configMap": {"name": "spark-exec-conf"}},
+    ], env=[{"name": "SPARK_USER", "value": "jovyan"}])
+    assert admit(core, install["ns"], manifest) is None
+
+
+@pytest.mark.parametrize("case", ["volume", "projected", "env", "envFrom"])
+def test_pod_using_the_keycloak_admin_secret_is_denied(install, core, case):
+    assert install["rc"] == 0
+    kwargs = {
+        "volume": {"volumes": [{"name": "kc", "secret": {"secretName": "keycloak-admin"}}]},
+        "projected": {"volumes": [{"name": "kc", "projected": {"sources": [
+            {"secret": {"name": "minio-s3-credentials"}}, {"secret": {"name": "keycloak-admin"}}]}}]},
+        "env": {"env": [{"name": "PW", "valueFrom": {"secretKeyRef": {"name": "keycloak-admin", "key": "password"}}}]},
+        "envFrom": {"env_from": [{"secretRef": {"name": "keycloak-admin"}}]},
+    }[case]
+    message = admit(core, install["ns"], pod(f"steal-{case.lower()}", **kwargs))
+    assert message is not None, "admitted"
+    assert "Secret keycloak-admin" in message, message
+    assert install["policy"] in message
+
+
+def test_host_path_is_denied(install, core):
+    assert install["rc"] == 0
+    message = admit(core, install["ns"], pod("hostpath", volumes=[{"name": "root", "hostPath": {"path": "/"}}]))
+    assert message is not None and "volume root" in message, message
+
+
+def test_spark_account_cannot_start_pods_as_another_account(install, cluster):
+    assert install["rc"] == 0
+    as_spark = config.new_client_from_config(config_file=cluster.kubeconfig)
+    as_spark.set_default_header("Impersonate-User", f"system:serviceaccount:{install['ns']}:spark")
+    message = admit(client.CoreV1Api(as_spark), install["ns"], pod("escalate", service_account="default"))
+    assert message is not None and "must run as ServiceAccount spark" in message, message
+
+
+def test_other_accounts_are_not_restricted(install, core):
+    assert install["rc"] == 0
+    manifest = pod("admin-tool", service_account="default",
+                   volumes=[{"name": "kc", "secret": {"secretName": "keycloak-admin"}}])
+    assert admit(core, install["ns"], manifest) is None
+
+
+# --- day 2 and bad input ----------------------------------------------------------------------------
+
+def test_rotated_client_secret_restarts_the_hub(install, api_client, core):
+    assert install["rc"] == 0
+    ns = install["ns"]
+    apps = client.AppsV1Api(api_client)
+    key = "datalab.notebooks/oauth-client-checksum"
+    before = apps.read_namespaced_deployment("hub", ns).spec.template.metadata.annotations[key]
+    core.patch_namespaced_secret("jupyterhub-oauth-client", ns, {"data": {
+        "client-secret": base64.b64encode(b"rotated-secret").decode()}})
+    rc, out = playbook(install["inventory"])
+    assert rc == 0, out[-4000:]
+    assert any("Install the JupyterHub chart" in t for t in changed_tasks(out)), changed_tasks(out)
+    after = apps.read_namespaced_deployment("hub", ns).spec.template.metadata.annotations[key]
+    assert after != before
+    assert "rotated-secret" not in out
+
+
+def test_cpu_quantity_string_is_refused_before_anything_is_applied(install, core, api_client, tmp_path):
+    ns = install["ns"] + "-x"
+    inventory = write_inventory(tmp_path / "hosts.yml", install["host"] + "-x",
+                                dict(install["hostvars"], datalab_namespace=ns))
+    rc, out = playbook(inventory, "-e", json.dumps({"jupyterhub_profile_cpu_choices": [1, "500m"]}))
+    assert rc != 0
+    assert "jupyterhub_profile_cpu_choices" in out and "float" in out, out[-3000:]
+    with pytest.raises(ApiException) as err:
+        core.read_namespace(ns)
+    assert err.value.status == 404
+    with pytest.raises(ApiException) as err:
+        client.AdmissionregistrationV1Api(api_client).read_validating_admission_policy(f"datalab-{ns}-spark-pods")
+    assert err.value.status == 404

@@ -1,0 +1,104 @@
+"""Contracts of the jupyterhub and spark_image roles that need no cluster: argument specs
+and defaults agree, internal names are `_`-prefixed, the notebook is a clean notebook that
+reads its settings from the environment, and the local inventory uses the stand-in chart."""
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+ROLES = ("jupyterhub", "spark_image")
+NOTEBOOK = REPO / "roles" / "jupyterhub" / "files" / "notebooks" / "process-s3.ipynb"
+STANDIN = REPO / "tests" / "standins" / "charts" / "jupyterhub"
+
+
+class Loader(yaml.SafeLoader):
+    """Knows Ansible's !unsafe tag (a plain string here)."""
+
+
+Loader.add_constructor("!unsafe", lambda loader, node: loader.construct_scalar(node))
+
+
+def load(path):
+    return yaml.load(path.read_text(), Loader=Loader)  # noqa: S506 - a SafeLoader subclass
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_defaults_and_argument_spec_agree(role):
+    defaults = load(REPO / "roles" / role / "defaults" / "main.yml")
+    specs = load(REPO / "roles" / role / "meta" / "argument_specs.yml")["argument_specs"]
+    options = specs["main"]["options"]
+    assert set(defaults) == set(options)
+    for name, option in options.items():
+        assert name.startswith(role + "_"), name
+        assert option.get("description"), name
+        assert option.get("type"), name
+        assert option.get("default") == defaults[name], name
+        if "choices" in option:
+            values = defaults[name] if option["type"] == "list" else [defaults[name]]
+            assert set(values) <= set(option["choices"]), name
+    for entry, spec in specs.items():  # other entry points take the same options
+        if entry != "main":
+            assert spec["options"] == options, entry
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_internal_vars_are_prefixed(role):
+    internal = load(REPO / "roles" / role / "vars" / "main.yml")
+    assert all(name.startswith(f"_{role}_") for name in internal), [n for n in internal if not n.startswith("_")]
+
+
+def test_notebook_is_clean_and_configurable():
+    nb = json.loads(NOTEBOOK.read_text())
+    assert nb["nbformat"] == 4 and nb["nbformat_minor"] >= 5
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+    code = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+    for cell in nb["cells"]:
+        assert cell.get("id"), "cells need ids (nbformat 4.5)"
+        if cell["cell_type"] == "code":
+            assert cell["outputs"] == [] and cell["execution_count"] is None, "stored outputs"
+    for i, source in enumerate(code):
+        ast.parse(source, filename=f"cell {i}")
+    text = "\n".join(code)
+    for variable in ("SPARK_MASTER", "NAMESPACE", "S3_ENDPOINT", "S3_CREDENTIALS_PATH", "SPARK_JARS",
+                     "SPARK_JARS_PACKAGES", "SPARK_EXECUTOR_IMAGE", "KUBERNETES_SERVICE_HOST"):
+        assert f'"{variable}"' in text, variable
+    for step in ("spark.driver.port", "spark.driver.blockManager.port", "spark.kubernetes.driver.pod.name",
+                 "spark.kubernetes.authenticate.executor.serviceAccountName", "fs.s3a.path.style.access",
+                 "SimpleAWSCredentialsProvider", "S3FileSystem", "/rewritten/", "/parquet/", "/agg/",
+                 "toPandas", "createDataFrame"):
+        assert step in text, step
+    for download in ("urlopen", "requests.", "wget", "curl", "pip install", "!pip", "%pip", "github.com"):
+        assert download not in text, f"the notebook downloads something ({download})"
+
+
+def test_standin_chart_says_what_it_is_and_the_local_inventory_uses_it():
+    chart = load(STANDIN / "Chart.yaml")
+    assert chart["name"] == "jupyterhub"
+    assert "STAND-IN" in chart["description"]
+    local = load(REPO / "inventories" / "local" / "group_vars" / "notebook_platform" / "jupyterhub.yml")
+    assert local["jupyterhub_chart_ref"].endswith("tests/standins/charts/jupyterhub")
+    assert local["jupyterhub_chart_repo_url"] == ""
+    assert local["jupyterhub_chart_version"] == chart["version"]
+    images = load(REPO / "inventories" / "local" / "group_vars" / "notebook_platform" / "spark_image.yml")
+    assert images["spark_image_build"] is False
+
+
+@pytest.mark.parametrize("inventory", ["kind", "production"])
+def test_real_inventories_use_the_real_chart(inventory):
+    path = REPO / "inventories" / inventory / "group_vars" / "notebook_platform" / "jupyterhub.yml"
+    values = load(path) or {}
+    assert "standins" not in json.dumps(values)
+    assert values.get("jupyterhub_chart_version", "4.4.0").startswith("4.")
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_readme_documents_every_variable(role):
+    readme = (REPO / "roles" / role / "README.md").read_text()
+    options = load(REPO / "roles" / role / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
+    missing = [name for name in options if f"`{name}`" not in readme]
+    assert not missing, f"roles/{role}/README.md does not mention {missing}"

@@ -1,0 +1,287 @@
+"""The chart values the jupyterhub role renders, for both authenticators and both TLS providers.
+
+The values are computed by the role itself (entry point `values`, through
+tests/unit/playbooks/render_jupyterhub_values.yml) on the controller only: no cluster.
+Bad input must be refused there, at role entry, with a message naming the variable.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+PLAYBOOK = REPO / "tests" / "unit" / "playbooks" / "render_jupyterhub_values.yml"
+CALLBACK = "http://127.0.1.2:31095/hub/oauth_callback"
+BASE_VARS = {
+    "datalab_namespace": "lab-unit",
+    "datalab_hub_node_port": 31095,
+    "datalab_keycloak_realm": "demo",
+    "datalab_hub_callback_url": CALLBACK,
+    "_jupyterhub_oauth_client_checksum": "0123456789abcdef",
+    "jupyterhub_admin_users": ["isla.williams"],
+}
+
+
+COMBOS = [(a, t) for a in ("generic-oauth", "native") for t in ("self_signed", "secret_operator")]
+
+# Every case the module checks, rendered by one ansible-playbook run (one host per case).
+CASES = {f"{a}-{t}": {"jupyterhub_authenticator": a, "datalab_tls_provider": t} for a, t in COMBOS}
+CASES.update({
+    "native-no-admins": {"jupyterhub_authenticator": "native", "jupyterhub_admin_users": []},
+    "variations": {
+        "jupyterhub_profile_cpu_choices": [0.5, 2, "4"],
+        "jupyterhub_singleuser_storage_type": "none",
+        "jupyterhub_spark_jars": ["/opt/jars/hadoop-aws-3.3.4.jar", "/opt/jars/aws-java-sdk-bundle-1.12.262.jar"],
+        "jupyterhub_extra_values": {"ingress": {"enabled": True, "hosts": ["jupyter.example.com"]},
+                                    "proxy": {"service": {"type": "ClusterIP"}}},
+    },
+    "digest-image": {"jupyterhub_profile_images": {
+        "spark": "registry.example.com:5000/jupyter/pyspark-notebook:spark-3.5.2@sha256:" + "a" * 64}},
+})
+BAD = {
+    "bad-cpu-string": ({"jupyterhub_profile_cpu_choices": ["500m"]}, "jupyterhub_profile_cpu_choices"),
+    "bad-cpu-mixed": ({"jupyterhub_profile_cpu_choices": [1, "500m"]}, "jupyterhub_profile_cpu_choices"),
+    "bad-cpu-zero": ({"jupyterhub_profile_cpu_choices": [0, 2]}, "distinct positive numbers"),
+    "bad-memory": ({"jupyterhub_profile_memory_choices": ["4 GiB"]}, 'written "<N> GB"'),
+    "bad-image-untagged": ({"jupyterhub_profile_images": {"spark": "quay.io/jupyter/pyspark-notebook"}},
+                           "WITH a tag"),
+    "bad-image-ref": ({"jupyterhub_profile_images": {"spark": "Quay.io/Jupyter:x y"}}, "not a valid image reference"),
+    "bad-executor-image": ({"jupyterhub_spark_executor_image": "spark executor"}, "jupyterhub_spark_executor_image"),
+    "bad-authenticator": ({"jupyterhub_authenticator": "ldap"}, "jupyterhub_authenticator"),
+    "bad-secret-name": ({"jupyterhub_executor_allowed_secrets": ["Keycloak_Admin"]},
+                        "jupyterhub_executor_allowed_secrets"),
+    "bad-volume-type": ({"jupyterhub_executor_allowed_volume_types": ["hostpath"]},
+                        "jupyterhub_executor_allowed_volume_types"),
+    "bad-s3-endpoint": ({"jupyterhub_s3_endpoint": "minio:9000"}, "jupyterhub_s3_endpoint"),
+}
+CASES.update({name: overrides for name, (overrides, _expected) in BAD.items()})
+# "fatal: [host]: FAILED! => {...}", or "failed: [host] (item=...) => {...}" inside a loop
+FATAL = re.compile(r"^(?:fatal|failed): \[([^\]\s]+)[^\]]*\].*? => (\{.*)$", re.M)
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """{case: {"values": dict or None, "failure": str or None}} for every case of CASES."""
+    work = tmp_path_factory.mktemp("render")
+    hosts = {name: {**BASE_VARS, "datalab_tls_provider": "self_signed", **overrides}
+             for name, overrides in CASES.items()}
+    inventory = work / "inventory.json"
+    inventory.write_text(json.dumps({"all": {"hosts": hosts}}))
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               PATH=f"{BIN}:{os.environ.get('PATH', '')}")
+    proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(inventory), "--forks", "8", str(PLAYBOOK),
+                           "-e", f"render_output_dir={work}"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False)
+    output = proc.stdout + proc.stderr
+    failures = {}
+    for m in FATAL.finditer(output):
+        try:
+            failures.setdefault(m.group(1), json.loads(m.group(2)).get("msg", m.group(2)))
+        except ValueError:
+            failures.setdefault(m.group(1), m.group(2))
+    found = {}
+    for name in CASES:
+        out = work / f"{name}.json"
+        found[name] = {"values": json.loads(out.read_text()) if out.exists() else None,
+                       "failure": failures.get(name), "output": output}
+    return found
+
+
+def is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def values_of(results, name):
+    result = results[name]
+    assert result["values"] is not None, f"case {name} failed: {result['failure']}\n{result['output'][-3000:]}"
+    return result["values"]
+
+
+@pytest.fixture(scope="module")
+def rendered(results):
+    def get(authenticator, tls):
+        return values_of(results, f"{authenticator}-{tls}")
+    return get
+
+
+# --- common to every combination ------------------------------------------------------------------
+
+@pytest.mark.parametrize("authenticator, tls", COMBOS)
+def test_proxy_and_chart_features(rendered, authenticator, tls):
+    v = rendered(authenticator, tls)
+    assert v["proxy"]["service"]["type"] == "NodePort"
+    assert v["proxy"]["service"]["nodePorts"]["http"] == 31095
+    assert v["prePuller"]["hook"]["enabled"] is False
+    assert v["prePuller"]["continuous"]["enabled"] is False
+    assert v["scheduling"]["userScheduler"]["enabled"] is False
+
+
+@pytest.mark.parametrize("authenticator, tls", COMBOS)
+def test_user_servers(rendered, authenticator, tls):
+    su = rendered(authenticator, tls)["singleuser"]
+    assert su["serviceAccountName"] == "spark"
+    assert su["networkPolicy"]["enabled"] is False
+    assert "cmd" in su and su["cmd"] is None
+    assert su["extraEnv"]["NAMESPACE"] == {"valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}
+    assert su["extraEnv"]["S3_ENDPOINT"] == "http://minio:9000/"
+    assert su["extraEnv"]["S3_CREDENTIALS_PATH"] == "/minio-s3-credentials"
+    assert su["extraEnv"]["SPARK_SERVICE_ACCOUNT"] == "spark"
+    assert su["extraEnv"]["SPARK_EXECUTOR_IMAGE"]
+    assert su["image"] == {"name": "quay.io/jupyter/pyspark-notebook", "tag": "spark-3.5.2"}
+    volumes = {vol["name"]: vol for vol in su["storage"]["extraVolumes"]}
+    mounts = {m["name"]: m for m in su["storage"]["extraVolumeMounts"]}
+    assert volumes["s3-credentials"]["secret"]["secretName"] == "minio-s3-credentials"
+    assert mounts["s3-credentials"]["mountPath"] == "/minio-s3-credentials"
+    assert volumes["notebooks"]["configMap"]["name"] == "jupyterhub-notebooks"
+    assert mounts["notebooks"]["mountPath"] == su["extraEnv"]["DATALAB_NOTEBOOK_DIR"]
+    assert mounts["datalab-ca"]["mountPath"] + "/ca.crt" == su["extraEnv"]["DATALAB_CA_FILE"]
+    if tls == "self_signed":
+        assert volumes["datalab-ca"]["configMap"]["name"] == "datalab-ca"
+    else:
+        template = volumes["datalab-ca"]["ephemeral"]["volumeClaimTemplate"]
+        assert template["metadata"]["annotations"]["secrets.stackable.tech/class"] == "tls"
+        assert template["spec"]["storageClassName"] == "secrets.stackable.tech"
+
+
+@pytest.mark.parametrize("authenticator, tls", COMBOS)
+def test_profiles(rendered, authenticator, tls):
+    [profile] = rendered(authenticator, tls)["singleuser"]["profileList"]
+    options = profile["profile_options"]
+    cpu = options["cpu"]["choices"]
+    assert set(cpu) == {"1", "2", "4", "8", "16", "32"}
+    for name, choice in cpu.items():
+        override = choice["kubespawner_override"]
+        # KubeSpawner refuses strings here: they must be numbers.
+        assert is_int(override["cpu_guarantee"]) and override["cpu_guarantee"] == int(name)
+        assert override["cpu_limit"] == override["cpu_guarantee"]
+    memory = options["memory"]["choices"]
+    assert set(memory) == {f"{n} GB" for n in (1, 2, 4, 8, 16, 32, 64, 128)}
+    assert memory["4 GB"]["kubespawner_override"] == {"mem_guarantee": "4G", "mem_limit": "4G"}
+    images = options["image"]["choices"]
+    assert images["spark-3.5.2"]["kubespawner_override"] == {"image": "quay.io/jupyter/pyspark-notebook:spark-3.5.2"}
+    assert images["python-3.11.9"]["kubespawner_override"]["image"].endswith(":python-3.11.9")
+    assert [name for name, c in cpu.items() if c["default"]] == ["1"]
+    assert [name for name, c in images.items() if c["default"]] == ["spark-3.5.2"]
+
+
+@pytest.mark.parametrize("authenticator, tls", COMBOS)
+def test_snippets_and_labels(rendered, authenticator, tls):
+    v = rendered(authenticator, tls)
+    expected = ["01-security-context", "02-spark-driver-service", "04-profile-order"]
+    if authenticator == "generic-oauth":
+        expected.insert(2, "03-keycloak-endpoints")
+    assert sorted(v["hub"]["extraConfig"]) == expected
+    labels = json.loads(v["hub"]["extraEnv"]["DATALAB_DRIVER_SERVICE_LABELS"])
+    assert labels["app.kubernetes.io/instance"] == "lab-unit"
+    assert labels["app.kubernetes.io/part-of"] == "datalab-notebooks"
+    assert labels["app.kubernetes.io/managed-by"] == "datalab.notebooks"
+    assert labels["app.kubernetes.io/name"] == "spark-driver"
+    for section in (v["hub"]["labels"], v["proxy"]["labels"], v["proxy"]["service"]["labels"],
+                    v["singleuser"]["extraLabels"]):
+        assert section["app.kubernetes.io/part-of"] == "datalab-notebooks"
+
+
+# --- Keycloak login ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("tls", ["self_signed", "secret_operator"])
+def test_generic_oauth(rendered, tls):
+    v = rendered("generic-oauth", tls)
+    config = v["hub"]["config"]
+    assert config["JupyterHub"]["authenticator_class"] == "generic-oauth"
+    assert config["Authenticator"] == {"allow_all": True, "admin_users": ["isla.williams"]}
+    g = config["GenericOAuthenticator"]
+    assert g["username_claim"] == "preferred_username"
+    assert g["scope"] == ["openid"]
+    assert g["validate_server_cert"] is True
+    ca_file = g["http_request_kwargs"]["ca_certs"]
+    mounts = {m["name"]: m for m in v["hub"]["extraVolumeMounts"]}
+    assert ca_file == mounts["datalab-ca"]["mountPath"] + "/ca.crt"
+    volumes = {vol["name"]: vol for vol in v["hub"]["extraVolumes"]}
+    if tls == "self_signed":
+        assert volumes["datalab-ca"]["configMap"] == {"name": "datalab-ca", "optional": False}
+    else:
+        assert "ephemeral" in volumes["datalab-ca"]
+    env = v["hub"]["extraEnv"]
+    address = {"name": "keycloak-address"}
+    assert env["KEYCLOAK_NODEPORT_URL"]["valueFrom"]["configMapKeyRef"] == dict(address, key="keycloakAddress")
+    assert env["KEYCLOAK_NODE_IP"]["valueFrom"]["configMapKeyRef"] == dict(address, key="keycloakNodeIp")
+    client_secret = {"name": "jupyterhub-oauth-client", "key": "client-secret"}
+    assert env["OAUTH_CLIENT_SECRET"]["valueFrom"]["secretKeyRef"] == client_secret
+    assert env["OAUTH_CLIENT_ID"]["valueFrom"]["secretKeyRef"]["name"] == "jupyterhub-oauth-client"
+    assert env["OAUTH_CALLBACK_URL"] == CALLBACK
+    assert env["KEYCLOAK_REALM"] == "demo"
+    assert v["hub"]["annotations"]["datalab.notebooks/oauth-client-checksum"] == "0123456789abcdef"
+
+
+def test_client_secret_is_not_in_the_values(rendered):
+    text = json.dumps(rendered("generic-oauth", "self_signed")["hub"]["config"])
+    assert "client_secret" not in text
+    assert "client_id" not in text
+
+
+# --- Native Authenticator --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("tls", ["self_signed", "secret_operator"])
+def test_native(rendered, tls):
+    v = rendered("native", tls)
+    config = v["hub"]["config"]
+    assert config["JupyterHub"]["authenticator_class"] == "nativeauthenticator.NativeAuthenticator"
+    assert config["NativeAuthenticator"] == {"open_signup": True}
+    assert config["Authenticator"]["allow_all"] is True
+    assert "GenericOAuthenticator" not in config
+    assert not any(k.startswith(("KEYCLOAK", "OAUTH")) for k in v["hub"]["extraEnv"])
+    assert "extraVolumes" not in v["hub"]
+
+
+def test_native_admin_defaults_to_admin(results):
+    v = values_of(results, "native-no-admins")
+    assert v["hub"]["config"]["Authenticator"]["admin_users"] == ["admin"]
+
+
+# --- variations ----------------------------------------------------------------------------------
+
+def test_fractional_cpus_extra_values_and_storage(results):
+    v = values_of(results, "variations")
+    cpu = v["singleuser"]["profileList"][0]["profile_options"]["cpu"]["choices"]
+    assert cpu["0.5"]["kubespawner_override"]["cpu_limit"] == 0.5
+    assert is_int(cpu["2"]["kubespawner_override"]["cpu_limit"])
+    assert is_int(cpu["4"]["kubespawner_override"]["cpu_limit"])
+    assert v["singleuser"]["storage"]["type"] == "none"
+    env = v["singleuser"]["extraEnv"]
+    assert env["SPARK_JARS"] == "/opt/jars/hadoop-aws-3.3.4.jar,/opt/jars/aws-java-sdk-bundle-1.12.262.jar"
+    assert env["SPARK_JARS_PACKAGES"] == ""
+    assert v["ingress"]["hosts"] == ["jupyter.example.com"]
+    # merged recursively: the generated keys next to the overridden one stay
+    assert v["proxy"]["service"]["type"] == "ClusterIP"
+    assert v["proxy"]["service"]["nodePorts"]["http"] == 31095
+
+
+def test_digest_pinned_default_image(results):
+    v = values_of(results, "digest-image")
+    ref = CASES["digest-image"]["jupyterhub_profile_images"]["spark"]
+    image = v["singleuser"]["image"]
+    assert image["name"] == "registry.example.com:5000/jupyter/pyspark-notebook"
+    assert f"{image['name']}:{image['tag']}" == ref
+
+
+# --- refused at role entry -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_bad_input_is_refused(results, name):
+    overrides, expected = BAD[name]
+    result = results[name]
+    assert result["values"] is None, f"accepted: {overrides}"
+    assert result["failure"] and expected in result["failure"], result["failure"] or result["output"][-3000:]
+
+
+def test_string_cpu_is_refused_by_the_argument_spec(results):
+    failure = results["bad-cpu-string"]["failure"]
+    assert "argument" in failure.lower() or "arg spec" in failure.lower(), failure
+    assert "jupyterhub_profile_cpu_choices" in failure and "float" in failure, failure
