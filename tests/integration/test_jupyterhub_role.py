@@ -7,8 +7,10 @@ test, so the role is checked against the contract alone. Then:
 - the objects, their labels, the values the chart received and the NodePort;
 - a second run and a `--check --diff` run report changed=0;
 - the ValidatingAdmissionPolicy, evaluated by the real API server: an executor-like pod
-  is admitted, pods that use Secret keycloak-admin (volume, projected, env) or a hostPath
-  are denied with a message naming what is not allowed;
+  and a user server as KubeSpawner builds it from the values the chart received (with the
+  init container and emptyDir that bring the S3A jars) are admitted, pods that use Secret
+  keycloak-admin (volume, projected, env) or a hostPath are denied with a message naming
+  what is not allowed;
 - a rotated client secret changes the hub pod's annotation (so the hub restarts);
 - a CPU choice "500m" is refused at role entry, before anything is applied.
 Only loopback is contacted (the API server).
@@ -220,6 +222,32 @@ def admit(core, ns, manifest):
     except ApiException as exc:
         assert exc.status in (400, 403, 422), exc
         return json.loads(exc.body)["message"]
+
+
+def test_user_server_with_the_jars_init_container_is_admitted(install, core):
+    """The user pod from the recorded values: home claim, the values' volumes, env and init containers."""
+    assert install["rc"] == 0
+    values = json.loads(core.read_namespaced_config_map("standin-jupyterhub-values", install["ns"])
+                        .data["values.json"])
+    su = values["singleuser"]
+    [init] = su["initContainers"]
+    assert init["image"] == su["extraEnv"]["SPARK_EXECUTOR_IMAGE"]
+    assert su["extraEnv"]["SPARK_JARS"].startswith("/opt/datalab/jars/") and not su["extraEnv"]["SPARK_JARS_PACKAGES"]
+    env = [{"name": k, **({"value": v} if isinstance(v, str) else v)} for k, v in su["extraEnv"].items()]
+    home = {"name": "home", "persistentVolumeClaim": {"claimName": "claim-policy-check"}}
+    manifest = {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "jupyter-policy-check"},
+        "spec": {
+            "serviceAccountName": "spark",
+            "initContainers": su["initContainers"],
+            "containers": [{"name": "notebook", "image": f"{su['image']['name']}:{su['image']['tag']}", "env": env,
+                            "volumeMounts": [{"name": "home", "mountPath": "/home/jovyan"}]
+                            + su["storage"]["extraVolumeMounts"]}],
+            "volumes": [home] + su["storage"]["extraVolumes"],
+        },
+    }
+    assert {"name": "spark-jars", "emptyDir": {}} in manifest["spec"]["volumes"]
+    assert admit(core, install["ns"], manifest) is None
 
 
 def test_executor_like_pod_is_admitted(install, core):

@@ -46,6 +46,19 @@ def test_defaults_and_argument_spec_agree(role):
             assert spec["options"] == options, entry
 
 
+def test_the_hub_copies_the_jars_the_executor_image_bakes():
+    """jupyterhub_spark_jars_source executor_image copies <artifact>-<version>.jar from the image's
+    /opt/spark/jars: the two roles' defaults must name the same jars, and the Dockerfile put them there."""
+    hub = load(REPO / "roles" / "jupyterhub" / "defaults" / "main.yml")
+    image = load(REPO / "roles" / "spark_image" / "defaults" / "main.yml")
+    assert hub["jupyterhub_spark_jars_source"] == "executor_image"
+    assert hub["jupyterhub_spark_jars_packages"] == [
+        f"{jar['group']}:{jar['artifact']}:{jar['version']}" for jar in image["spark_image_jars"]]
+    assert hub["jupyterhub_spark_executor_image"] == f"{image['spark_image_name']}:{image['spark_image_tag']}"
+    dockerfile = (REPO / "roles" / "spark_image" / "templates" / "Dockerfile.j2").read_text()
+    assert "{{ jar.artifact }}-{{ jar.version }}.jar /opt/spark/jars/" in dockerfile
+
+
 @pytest.mark.parametrize("role", ROLES)
 def test_internal_vars_are_prefixed(role):
     internal = load(REPO / "roles" / role / "vars" / "main.yml")

@@ -46,7 +46,7 @@ def run_snippet(name, c=None, environ=None, monkeypatch=None):
         assert monkeypatch is not None
         for key in ("KEYCLOAK_NODEPORT_URL", "KEYCLOAK_NODE_IP", "KEYCLOAK_REALM", "OAUTH_CLIENT_ID",
                     "OAUTH_CLIENT_SECRET", "OAUTH_CALLBACK_URL", "DATALAB_HUB_NODE_PORT",
-                    "DATALAB_DRIVER_SERVICE_LABELS"):
+                    "DATALAB_DRIVER_SERVICE_LABELS", "DATALAB_PROFILE_ORDER"):
             monkeypatch.delenv(key, raising=False)
         for key, value in environ.items():
             monkeypatch.setenv(key, value)
@@ -345,7 +345,9 @@ def test_the_secret_is_not_left_in_the_config_namespace(monkeypatch):
 
 # --- 04 profile order ----------------------------------------------------------------------------
 
-def test_profile_choices_are_put_back_in_numeric_order():
+def test_profile_choices_are_put_back_in_numeric_order(monkeypatch):
+    """Without DATALAB_PROFILE_ORDER (or for options it does not name): numeric order where it exists."""
+    monkeypatch.delenv("DATALAB_PROFILE_ORDER", raising=False)
     c = Config()
     sorted_by_helm = {k: {"display_name": k} for k in sorted(["1", "16", "2", "32", "4", "8", "0.5"])}
     memory = {k: {"display_name": k} for k in sorted(["1 GB", "128 GB", "16 GB", "2 GB", "4 GB"])}
@@ -357,6 +359,54 @@ def test_profile_choices_are_put_back_in_numeric_order():
     assert list(options["cpu"]["choices"]) == ["0.5", "1", "2", "4", "8", "16", "32"]
     assert list(options["memory"]["choices"]) == ["1 GB", "2 GB", "4 GB", "16 GB", "128 GB"]
     assert list(options["image"]["choices"]) == ["python-3.11.9", "spark-3.5.2"]
+
+
+def helm_sorted_profile():
+    """The role's profile as the hub receives it from Helm: every map's keys sorted."""
+    profile = {"display_name": "Spark notebook", "profile_options": {
+        "cpu": {"display_name": "CPU", "choices": {k: {"display_name": k} for k in ["1", "2", "4", "16"]}},
+        "memory": {"display_name": "Memory", "choices": {k: {"display_name": k} for k in ["8 GB", "2 GB", "16 GB"]}},
+        "image": {"display_name": "Image", "choices": {k: {"display_name": k} for k in ["spark-3.5.2", "python-3.11.9"]}},
+    }}
+    return json.loads(json.dumps(profile, sort_keys=True))
+
+
+ORDER = [{"display_name": "Spark notebook", "options": [
+    ["cpu", ["4", "1", "2", "16"]], ["memory", ["2 GB", "8 GB", "16 GB"]], ["image", ["spark-3.5.2", "python-3.11.9"]]]}]
+
+
+def test_profile_options_and_choices_are_put_back_in_the_rendered_order(monkeypatch):
+    profile = helm_sorted_profile()
+    assert list(profile["profile_options"]) == ["cpu", "image", "memory"]  # what Helm does to them
+    c = Config()
+    c.KubeSpawner.profile_list = [profile]
+    run_snippet("04-profile-order", c, environ={"DATALAB_PROFILE_ORDER": json.dumps(ORDER)}, monkeypatch=monkeypatch)
+    options = c.KubeSpawner.profile_list[0]["profile_options"]
+    assert list(options) == ["cpu", "memory", "image"]
+    assert list(options["cpu"]["choices"]) == ["4", "1", "2", "16"]
+    assert list(options["memory"]["choices"]) == ["2 GB", "8 GB", "16 GB"]
+    assert list(options["image"]["choices"]) == ["spark-3.5.2", "python-3.11.9"]
+    assert options["cpu"]["display_name"] == "CPU"
+
+
+def test_what_the_order_does_not_name_follows(monkeypatch):
+    """An option or choice added through jupyterhub_extra_values, and a profile of its own."""
+    profile = helm_sorted_profile()
+    profile["profile_options"]["cpu"]["choices"]["0.5"] = {"display_name": "0.5"}
+    profile["profile_options"]["gpu"] = {"display_name": "GPU", "choices": {"10": {}, "2": {}, "1": {}}}
+    other = {"display_name": "Other", "profile_options": {
+        "memory": {"choices": {"16 GB": {}, "2 GB": {}}}, "cpu": {"choices": {"8": {}, "16": {}}}}}
+    c = Config()
+    c.KubeSpawner.profile_list = [json.loads(json.dumps(profile, sort_keys=True)), other]
+    run_snippet("04-profile-order", c, environ={"DATALAB_PROFILE_ORDER": json.dumps(ORDER)}, monkeypatch=monkeypatch)
+    options = c.KubeSpawner.profile_list[0]["profile_options"]
+    assert list(options) == ["cpu", "memory", "image", "gpu"]
+    assert list(options["cpu"]["choices"]) == ["4", "1", "2", "16", "0.5"]
+    assert list(options["gpu"]["choices"]) == ["1", "2", "10"]
+    other_options = c.KubeSpawner.profile_list[1]["profile_options"]
+    assert list(other_options) == ["memory", "cpu"]  # not named: left as they came
+    assert list(other_options["memory"]["choices"]) == ["2 GB", "16 GB"]
+    assert list(other_options["cpu"]["choices"]) == ["8", "16"]
 
 
 def test_profile_order_leaves_an_unset_or_callable_profile_list_alone():
@@ -375,8 +425,11 @@ def test_profile_order_leaves_an_unset_or_callable_profile_list_alone():
 def test_snippets_run_with_real_traitlets_config(monkeypatch):
     traitlets_config = pytest.importorskip("traitlets.config")
     c = traitlets_config.Config()
-    for name in ("01-security-context", "02-spark-driver-service", "04-profile-order"):
+    c.KubeSpawner.profile_list = [helm_sorted_profile()]
+    for name in ("01-security-context", "02-spark-driver-service"):
         run_snippet(name, c, environ={}, monkeypatch=monkeypatch)
     run_snippet("03-keycloak-endpoints", c, environ=OAUTH_ENV, monkeypatch=monkeypatch)
+    run_snippet("04-profile-order", c, environ={"DATALAB_PROFILE_ORDER": json.dumps(ORDER)}, monkeypatch=monkeypatch)
+    assert list(c.KubeSpawner.profile_list[0]["profile_options"]) == ["cpu", "memory", "image"]
     assert c.GenericOAuthenticator.oauth_callback_url == OAUTH_ENV["OAUTH_CALLBACK_URL"]
     assert c.KubeSpawner.container_security_context["runAsNonRoot"] is True

@@ -3,6 +3,8 @@
 The values are computed by the role itself (entry point `values`, through
 tests/unit/playbooks/render_jupyterhub_values.yml) on the controller only: no cluster.
 Bad input must be refused there, at role entry, with a message naming the variable.
+The profile order is checked the way the hub sees it: the values with every map's keys
+sorted (as Helm hands them over), then snippet 04.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 PLAYBOOK = REPO / "tests" / "unit" / "playbooks" / "render_jupyterhub_values.yml"
+PROFILE_ORDER_SNIPPET = REPO / "roles" / "jupyterhub" / "files" / "hub-config" / "04-profile-order.py"
+S3A_JARS = ["hadoop-aws-3.3.4.jar", "aws-java-sdk-bundle-1.12.262.jar"]
+S3A_PACKAGES = "org.apache.hadoop:hadoop-aws:3.3.4,com.amazonaws:aws-java-sdk-bundle:1.12.262"
 CALLBACK = "http://127.0.1.2:31095/hub/oauth_callback"
 BASE_VARS = {
     "datalab_namespace": "lab-unit",
@@ -44,6 +50,20 @@ CASES.update({
     },
     "digest-image": {"jupyterhub_profile_images": {
         "spark": "registry.example.com:5000/jupyter/pyspark-notebook:spark-3.5.2@sha256:" + "a" * 64}},
+    "declared-order": {
+        "jupyterhub_profile_cpu_choices": [4, 1, 0.5, 16],
+        "jupyterhub_profile_memory_choices": ["8 GB", "2 GB", "16 GB"],
+        "jupyterhub_profile_images": {"spark-3.5.2": "quay.io/jupyter/pyspark-notebook:spark-3.5.2",
+                                      "python-3.11.9": "quay.io/jupyter/pyspark-notebook:python-3.11.9",
+                                      "all-spark": "quay.io/jupyter/all-spark-notebook:spark-3.5.2"},
+    },
+    "jars-packages": {"jupyterhub_spark_jars_source": "packages",
+                      "jupyterhub_spark_jars_repositories": ["https://maven.example.com/maven2/"]},
+    "jars-none": {"jupyterhub_spark_jars_source": "none", "jupyterhub_spark_jars_packages": [],
+                  "jupyterhub_spark_jars": ["/usr/local/spark/jars-extra/hadoop-aws-3.3.4.jar"]},
+    "jars-custom-volume-types": {"jupyterhub_executor_allowed_volume_types": ["configMap", "secret", "projected"]},
+    "jars-none-custom-volume-types": {"jupyterhub_spark_jars_source": "none",
+                                      "jupyterhub_executor_allowed_volume_types": ["configMap", "secret", "projected"]},
 })
 BAD = {
     "bad-cpu-string": ({"jupyterhub_profile_cpu_choices": ["500m"]}, "jupyterhub_profile_cpu_choices"),
@@ -60,6 +80,10 @@ BAD = {
     "bad-volume-type": ({"jupyterhub_executor_allowed_volume_types": ["hostpath"]},
                         "jupyterhub_executor_allowed_volume_types"),
     "bad-s3-endpoint": ({"jupyterhub_s3_endpoint": "minio:9000"}, "jupyterhub_s3_endpoint"),
+    "bad-jars-source": ({"jupyterhub_spark_jars_source": "maven"}, "jupyterhub_spark_jars_source"),
+    "bad-jars-coordinates": ({"jupyterhub_spark_jars_packages": ["hadoop-aws-3.3.4.jar"]},
+                             "group:artifact:version"),
+    "bad-jars-empty": ({"jupyterhub_spark_jars_packages": []}, "jupyterhub_spark_jars_packages"),
 }
 CASES.update({name: overrides for name, (overrides, _expected) in BAD.items()})
 # "fatal: [host]: FAILED! => {...}", or "failed: [host] (item=...) => {...}" inside a loop
@@ -89,7 +113,9 @@ def results(tmp_path_factory):
     found = {}
     for name in CASES:
         out = work / f"{name}.json"
+        policy = work / f"{name}.policy.json"
         found[name] = {"values": json.loads(out.read_text()) if out.exists() else None,
+                       "policy_volume_types": json.loads(policy.read_text()) if policy.exists() else None,
                        "failure": failures.get(name), "output": output}
     return found
 
@@ -151,6 +177,30 @@ def test_user_servers(rendered, authenticator, tls):
 
 
 @pytest.mark.parametrize("authenticator, tls", COMBOS)
+def test_s3a_jars_come_from_the_executor_image(rendered, authenticator, tls):
+    """Default: no Ivy, no internet - an init container copies the executor image's jars for the driver."""
+    su = rendered(authenticator, tls)["singleuser"]
+    env = su["extraEnv"]
+    assert env["SPARK_JARS"].split(",") == [f"/opt/datalab/jars/{jar}" for jar in S3A_JARS]
+    assert env["SPARK_JARS_PACKAGES"] == ""
+    assert env["SPARK_JARS_REPOSITORIES"] == ""
+    [init] = su["initContainers"]
+    assert init["name"] == "spark-jars"
+    assert init["image"] == env["SPARK_EXECUTOR_IMAGE"] == "datalab/spark-executor:3.5.2-python3.11"
+    # argv, no shell: the jars where the spark_image role bakes them, into the shared volume
+    assert init["command"] == ["cp", "-v", *[f"/opt/spark/jars/{jar}" for jar in S3A_JARS], "/opt/datalab/jars/"]
+    assert init["volumeMounts"] == [{"name": "spark-jars", "mountPath": "/opt/datalab/jars"}]
+    security = init["securityContext"]
+    assert security["runAsNonRoot"] is True and security["allowPrivilegeEscalation"] is False
+    assert security["runAsUser"] == su["uid"] and security["runAsGroup"] == su["fsGid"]
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    volumes = {vol["name"]: vol for vol in su["storage"]["extraVolumes"]}
+    mounts = {m["name"]: m for m in su["storage"]["extraVolumeMounts"]}
+    assert volumes["spark-jars"] == {"name": "spark-jars", "emptyDir": {}}
+    assert mounts["spark-jars"] == {"name": "spark-jars", "mountPath": "/opt/datalab/jars", "readOnly": True}
+
+
+@pytest.mark.parametrize("authenticator, tls", COMBOS)
 def test_profiles(rendered, authenticator, tls):
     [profile] = rendered(authenticator, tls)["singleuser"]["profileList"]
     options = profile["profile_options"]
@@ -186,6 +236,88 @@ def test_snippets_and_labels(rendered, authenticator, tls):
     for section in (v["hub"]["labels"], v["proxy"]["labels"], v["proxy"]["service"]["labels"],
                     v["singleuser"]["extraLabels"]):
         assert section["app.kubernetes.io/part-of"] == "datalab-notebooks"
+
+
+def helm_sorted(values):
+    """The values as the hub receives them from Helm: every map's keys sorted, lists kept."""
+    return json.loads(json.dumps(values, sort_keys=True))
+
+
+class Section(dict):
+    """One section of the hub's config `c`: attribute access onto a dict."""
+
+    def __getattr__(self, name):
+        return self[name]
+
+    def __setattr__(self, name, value):
+        self[name] = value
+
+
+def order_as_the_hub_sees_it(values, monkeypatch):
+    """Snippet 04 run on the Helm-sorted profile list, with the hub's environment from the values."""
+    monkeypatch.setenv("DATALAB_PROFILE_ORDER", values["hub"]["extraEnv"]["DATALAB_PROFILE_ORDER"])
+    c = types.SimpleNamespace(KubeSpawner=Section(profile_list=helm_sorted(values)["singleuser"]["profileList"]))
+    exec(compile(PROFILE_ORDER_SNIPPET.read_text(), "04-profile-order", "exec"), {"c": c})  # noqa: S102
+    [profile] = c.KubeSpawner.profile_list
+    return {name: list(option["choices"]) for name, option in profile["profile_options"].items()}
+
+
+def test_helm_sorting_alone_scrambles_the_profile(results):
+    """What snippet 04 is for: without it the form shows CPU, Image, Memory and "1", "16", "2" ..."""
+    [profile] = helm_sorted(values_of(results, "generic-oauth-self_signed"))["singleuser"]["profileList"]
+    assert list(profile["profile_options"]) == ["cpu", "image", "memory"]
+    assert list(profile["profile_options"]["cpu"]["choices"])[:3] == ["1", "16", "2"]
+
+
+@pytest.mark.parametrize("authenticator, tls", COMBOS)
+def test_profile_order_survives_helm_key_sorting(rendered, authenticator, tls, monkeypatch):
+    order = order_as_the_hub_sees_it(rendered(authenticator, tls), monkeypatch)
+    assert list(order) == ["cpu", "memory", "image"]
+    assert order["cpu"] == ["1", "2", "4", "8", "16", "32"]
+    assert order["memory"] == [f"{n} GB" for n in (1, 2, 4, 8, 16, 32, 64, 128)]
+    assert order["image"] == ["spark-3.5.2", "python-3.11.9"]
+
+
+def test_profile_order_is_the_inventory_order(results, monkeypatch):
+    values = values_of(results, "declared-order")
+    order = order_as_the_hub_sees_it(values, monkeypatch)
+    assert order == {"cpu": ["4", "1", "0.5", "16"], "memory": ["8 GB", "2 GB", "16 GB"],
+                     "image": ["spark-3.5.2", "python-3.11.9", "all-spark"]}
+    assert list(order) == ["cpu", "memory", "image"]
+    options = values["singleuser"]["profileList"][0]["profile_options"]
+    # the first listed stays the preselected one
+    assert [k for k, v in options["cpu"]["choices"].items() if v["default"]] == ["4"]
+    assert [k for k, v in options["memory"]["choices"].items() if v["default"]] == ["8 GB"]
+    assert [k for k, v in options["image"]["choices"].items() if v["default"]] == ["spark-3.5.2"]
+
+
+# --- where the driver gets the S3A connector -------------------------------------------------------
+
+def test_s3a_jars_from_packages_is_the_explicit_opt_in(results):
+    su = values_of(results, "jars-packages")["singleuser"]
+    env = su["extraEnv"]
+    assert env["SPARK_JARS"] == ""
+    assert env["SPARK_JARS_PACKAGES"] == S3A_PACKAGES
+    assert env["SPARK_JARS_REPOSITORIES"] == "https://maven.example.com/maven2/"
+    assert "initContainers" not in su
+    assert "spark-jars" not in {vol["name"] for vol in su["storage"]["extraVolumes"]}
+
+
+def test_no_s3a_jars_from_the_role(results):
+    su = values_of(results, "jars-none")["singleuser"]
+    env = su["extraEnv"]
+    assert env["SPARK_JARS"] == "/usr/local/spark/jars-extra/hadoop-aws-3.3.4.jar"
+    assert env["SPARK_JARS_PACKAGES"] == "" and env["SPARK_JARS_REPOSITORIES"] == ""
+    assert "initContainers" not in su
+    assert "spark-jars" not in {m["name"] for m in su["storage"]["extraVolumeMounts"]}
+
+
+def test_the_admission_policy_admits_the_jars_volume(results):
+    """User servers run as ServiceAccount spark: their emptyDir must stay allowed."""
+    assert "emptyDir" in results["generic-oauth-self_signed"]["policy_volume_types"]
+    assert results["jars-custom-volume-types"]["policy_volume_types"] == ["configMap", "emptyDir", "projected",
+                                                                          "secret"]
+    assert results["jars-none-custom-volume-types"]["policy_volume_types"] == ["configMap", "projected", "secret"]
 
 
 # --- Keycloak login ------------------------------------------------------------------------------
@@ -255,7 +387,9 @@ def test_fractional_cpus_extra_values_and_storage(results):
     assert is_int(cpu["4"]["kubespawner_override"]["cpu_limit"])
     assert v["singleuser"]["storage"]["type"] == "none"
     env = v["singleuser"]["extraEnv"]
-    assert env["SPARK_JARS"] == "/opt/jars/hadoop-aws-3.3.4.jar,/opt/jars/aws-java-sdk-bundle-1.12.262.jar"
+    # more jars come after the connector copied from the executor image
+    assert env["SPARK_JARS"].split(",") == [f"/opt/datalab/jars/{jar}" for jar in S3A_JARS] + [
+        "/opt/jars/hadoop-aws-3.3.4.jar", "/opt/jars/aws-java-sdk-bundle-1.12.262.jar"]
     assert env["SPARK_JARS_PACKAGES"] == ""
     assert v["ingress"]["hosts"] == ["jupyter.example.com"]
     # merged recursively: the generated keys next to the overridden one stay
