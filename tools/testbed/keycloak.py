@@ -266,7 +266,7 @@ def _pki(state: Path) -> tuple[Path, Path, str]:
     tls = state / "tls"
     ca = pki.make_ca("datalab test-bed Keycloak CA")
     server = pki.issue(ca, "keycloak", dns=SAN_DNS, ips=SAN_IPS, rsa_key=True)
-    ca_crt, _ = ca.write(tls, "ca")
+    ca_crt, _ca_key = ca.write(tls, "ca")
     store_pw = _secret_file(state / "keystore-password")
     store = pki.write_pkcs12(server, ca, tls / "keystore.p12", store_pw)
     return ca_crt, store, store_pw
