@@ -66,7 +66,12 @@ e2e: setup
 	$(PY) -m tools.e2e_setup run $(E2E_ARGS)
 
 bench: setup
+	$(PY) benchmarks/testbed.py
 	$(PY) benchmarks/realm_import.py
+	$(PY) benchmarks/converge.py
+
+molecule: setup
+	$(BIN)/molecule test -s local
 
 demo: setup
 	$(PY) -m tools.demo

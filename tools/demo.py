@@ -21,6 +21,8 @@ from tools.testbed.procs import TestbedError  # noqa: E402
 def main() -> int:
     choice = target.select()
     env = {**os.environ, **choice, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")}
+    if choice["DATALAB_TARGET"] == "kind":
+        env.setdefault("KIND_CONTEXT", "kind-datalab")  # inventories/kind reads it
     kind = choice["DATALAB_TARGET"]
     try:
         if kind == "testbed":

@@ -52,6 +52,7 @@ def layers() -> list[tuple[str, list[str]]]:
     out.append(("sanity", [py, "-m", "tools.run_sanity"]))
     out.append(("pytest", [str(BIN / "pytest"), "-q", "-m", "not e2e", f"--junitxml={ARTIFACTS / 'pytest.xml'}",
                            "tests"]))
+    out.append(("molecule", [str(BIN / "molecule"), "test", "-s", "local"]))
     out.append(("e2e", [py, "-m", "tools.e2e_setup", "run", "-q", f"--junitxml={ARTIFACTS / 'e2e.xml'}"]))
     return out
 
@@ -60,7 +61,9 @@ def main() -> int:
     ARTIFACTS.mkdir(exist_ok=True)
     for old in ("pytest.xml", "e2e.xml"):
         (ARTIFACTS / old).unlink(missing_ok=True)
-    env = {"DATALAB_KEEP_TESTBED": "1"}  # the layers share this run's test bed
+    env = {"DATALAB_KEEP_TESTBED": "1",  # the layers share this run's test bed
+           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+           "MOLECULE_EPHEMERAL_DIRECTORY": str(ARTIFACTS / "molecule-local")}
     started_cluster = started_keycloak = False
     results: list[tuple[str, bool]] = []
     try:
