@@ -1,0 +1,778 @@
+"""Day-2 lifecycle on the test bed (issue 7): secret rotation, upgrade, uninstall/purge, recovery.
+
+One install of its own (host lab-life, namespace datalab-life-<id>, realm demo-life-<id>, node
+ports 31293/31295 when free) is converged once with site.yml; each test then does one lifecycle
+step on it, in file order, and leaves it converged for the next one:
+
+- rotation: playbooks/rotate_secrets.yml; the real test-bed Keycloak refuses the old client
+  secret and accepts the new one in the hub's own flow (authorization code), the hub rolls out
+  with the new fingerprint, the -vv log holds neither value;
+- upgrade: a new Keycloak image tag and the next stand-in chart version in the inventory; site.yml
+  --diff shows the image change, changes exactly those two tasks and objects, waits for both
+  rollouts;
+- uninstall: removes everything of the install and nothing of another install (canary objects of
+  a fake second install, a foreign object in the namespace), keeps the persistent data, a second
+  run is changed=0; site.yml converges again on the kept data; purge removes the data, the realm
+  and (once nothing foreign is left) the namespace; a second purge is changed=0;
+- recovery: a fresh converge killed (SIGKILL of the process group) after Keycloak and before
+  JupyterHub; the rerun succeeds, the objects equal those of an uninterrupted converge, a further
+  run is changed=0.
+
+Only loopback is contacted: the API server and the test-bed Keycloak on 127.0.0.1.
+"""
+from __future__ import annotations
+
+import base64
+import difflib
+import html
+import http.cookiejar
+import json
+import os
+import random
+import re
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+STANDIN = REPO / "tests" / "standins" / "charts" / "jupyterhub"
+STANDIN_NEXT = REPO / "tests" / "standins" / "charts-next" / "jupyterhub"
+KEYCLOAK_IMAGE = "quay.io/keycloak/keycloak:26.5.5"
+KEYCLOAK_IMAGE_NEXT = "quay.io/keycloak/keycloak:26.5.6"
+# lab-a and lab-b of the local inventory, and the ports this test prefers.
+RESERVED_NODE_PORTS = {31093, 31095, 31193, 31195}
+PREFERRED_NODE_PORTS = (31293, 31295)
+INSTANCE_LABELS = ("app.kubernetes.io/part-of", "app.kubernetes.io/managed-by", "app.kubernetes.io/instance")
+RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+NODE_IP = re.compile(r"127\.0\.[01]\.\d{1,3}")
+HOST = "lab-life"
+# Where the killed converge stops: Keycloak is done, MinIO is being rolled out, the hub not started.
+KILL_AT = "TASK [datalab.notebooks.minio : Deploy MinIO and wait for it to be ready]"
+
+
+# --- running playbooks ------------------------------------------------------------------
+
+def _env():
+    return dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1",
+                PYTHONUNBUFFERED="1", PATH="%s:%s" % (BIN, os.environ.get("PATH", "")))
+
+
+def playbook(life, *args, path="site.yml", log=None):
+    started = time.monotonic()
+    proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(life["inventory"]), path, *args],
+                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=1500, check=False)
+    out = proc.stdout + proc.stderr
+    if log:
+        (life["tmp"] / log).write_text(out)
+    life["timings"].append((log or path, round(time.monotonic() - started, 1)))
+    return proc.returncode, out
+
+
+def recap(out):
+    found = {m.group(1): {"changed": int(m.group(3)), "failed": int(m.group(5))} for m in RECAP.finditer(out)}
+    assert HOST in found, "no PLAY RECAP for %s:\n%s" % (HOST, out[-3000:])
+    return found[HOST]
+
+
+def changed_tasks(out):
+    names, task = [], None
+    for line in out.splitlines():
+        if line.startswith("TASK ["):
+            task = line.split(" ***")[0].rstrip("* ").strip()
+        elif line.startswith("changed:") and task:
+            names.append(task)
+    return names
+
+
+def assert_ok(rc, out):
+    assert rc == 0, out[-5000:]
+    assert recap(out)["failed"] == 0, out[-5000:]
+
+
+def assert_quiet(rc, out):
+    assert_ok(rc, out)
+    assert recap(out)["changed"] == 0, changed_tasks(out)
+
+
+def write_inventory(life):
+    life["inventory"].write_text(yaml.safe_dump({"notebook_platform": {
+        "hosts": {HOST: life["hostvars"]}, "vars": life["groupvars"]}}, sort_keys=False))
+
+
+# --- cluster and Keycloak helpers ----------------------------------------------------------
+
+def ignore_missing(call, *args, **kwargs):
+    try:
+        return call(*args, **kwargs)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+    return None
+
+
+def secret_data(apis, ns, name):
+    data = apis["core"].read_namespaced_secret(name, ns).data or {}
+    return {k: base64.b64decode(v).decode(errors="replace") for k, v in data.items()}
+
+
+def helm_releases(cluster, ns):
+    out = subprocess.run([cluster.helm, "list", "-n", ns, "-a", "-o", "json", "--kubeconfig", cluster.kubeconfig],
+                         capture_output=True, text=True, check=True).stdout
+    return {r["name"]: r for r in json.loads(out or "[]")}
+
+
+def wait_for(predicate, timeout=180, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(1)
+    raise AssertionError("timed out waiting for " + what)
+
+
+class Keycloak:
+    """The test-bed Keycloak: admin calls for assertions and the hub's login flow."""
+
+    def __init__(self, kc):
+        self.url = kc["url"].rstrip("/")
+        self.ctx = ssl.create_default_context(cafile=kc["ca_path"])
+        self._admin = urllib.parse.urlencode({"grant_type": "password", "client_id": "admin-cli",
+                                              "username": kc["username"], "password": kc["password"]}).encode()
+
+    def _open(self, req, opener=None):
+        opener = opener or urllib.request.build_opener(urllib.request.HTTPSHandler(context=self.ctx))
+        with opener.open(req, timeout=30) as resp:
+            return resp.status, resp.read()
+
+    def admin(self, method, path):
+        body = self._open(urllib.request.Request(self.url + "/realms/master/protocol/openid-connect/token",
+                                                 data=self._admin))[1]
+        req = urllib.request.Request(self.url + "/admin/realms" + path, method=method)
+        req.add_header("Authorization", "Bearer " + json.loads(body)["access_token"])
+        try:
+            status, body = self._open(req)
+        except urllib.error.HTTPError as exc:
+            return exc.code, None
+        return status, json.loads(body) if body else None
+
+    def realm_exists(self, realm):
+        return self.admin("GET", "/" + realm)[0] == 200
+
+    def authorization_code(self, realm, client_id, redirect_uri, username, password):
+        """Log in as a user the way the hub sends a browser: returns the code for redirect_uri."""
+
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args, **kwargs):
+                return None
+
+        jar = http.cookiejar.CookieJar()
+        opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=self.ctx),
+                                             urllib.request.HTTPCookieProcessor(jar), NoRedirect())
+        query = urllib.parse.urlencode({"client_id": client_id, "redirect_uri": redirect_uri,
+                                        "response_type": "code", "scope": "openid", "state": uuid.uuid4().hex})
+        page = self._open(urllib.request.Request(
+            "%s/realms/%s/protocol/openid-connect/auth?%s" % (self.url, realm, query)), opener)[1]
+        action = html.unescape(re.search(r'<form[^>]*id="kc-form-login"[^>]*action="([^"]+)"', page.decode()).group(1))
+        form = urllib.parse.urlencode({"username": username, "password": password, "credentialId": ""}).encode()
+        location = None
+        try:
+            self._open(urllib.request.Request(action, data=form), opener)
+        except urllib.error.HTTPError as exc:
+            assert exc.code in (302, 303), exc.code
+            location = exc.headers["Location"]
+        assert location, "the login did not redirect back to the hub"
+        assert location.startswith(redirect_uri + "?"), location
+        return urllib.parse.parse_qs(urllib.parse.urlsplit(location).query)["code"][0]
+
+    def exchange(self, realm, code, client_id, client_secret, redirect_uri):
+        """The hub's token request: (HTTP status, OAuth error or None)."""
+        form = urllib.parse.urlencode({"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
+                                       "client_id": client_id, "client_secret": client_secret}).encode()
+        req = urllib.request.Request("%s/realms/%s/protocol/openid-connect/token" % (self.url, realm), data=form)
+        try:
+            status, body = self._open(req)
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"{}").get("error")
+        assert "access_token" in json.loads(body)
+        return status, None
+
+
+# --- what an install looks like, without what differs between two correct converges ----------
+
+def _mask(value):
+    """Generated values (fingerprints, the CA, node addresses picked by the scheduler) masked."""
+    if isinstance(value, dict):
+        return {k: ("<checksum>" if "checksum" in k else _mask(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask(v) for v in value]
+    if isinstance(value, str):
+        if "-----BEGIN CERTIFICATE-----" in value:
+            return "<certificate>"
+        return NODE_IP.sub("<node-ip>", value)
+    return value
+
+
+def _meta(api_client, obj):
+    meta = api_client.sanitize_for_serialization(obj.metadata)
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items()
+                   if not k.startswith(("deployment.kubernetes.io/", "pv.kubernetes.io/", "volume."))}
+    return {"labels": meta.get("labels") or {}, "annotations": annotations}
+
+
+def snapshot(apis, cluster, life):
+    """Specs, data keys and labels of every object of the install (plus the realm), masked."""
+    ns, ac = life["ns"], apis["client"]
+    core, apps, batch, rbac, adm = apis["core"], apis["apps"], apis["batch"], apis["rbac"], apis["adm"]
+    shot = {}
+
+    def add(kind, items, body):
+        for obj in items:
+            if obj.metadata.name in ("kube-root-ca.crt", "default") or obj.metadata.deletion_timestamp:
+                continue
+            shot["%s/%s" % (kind, obj.metadata.name)] = dict(_meta(ac, obj), **body(obj))
+
+    def spec(obj, *drop):
+        data = ac.sanitize_for_serialization(obj.spec)
+        for key in drop:
+            data.pop(key, None)
+        return data
+
+    namespace = ignore_missing(core.read_namespace, ns)
+    shot["Namespace"] = namespace.metadata.labels if namespace else None
+    add("Deployment", apps.list_namespaced_deployment(ns).items, lambda o: {"spec": spec(o)})
+    add("Service", core.list_namespaced_service(ns).items, lambda o: {"spec": spec(o, "clusterIP", "clusterIPs")})
+    add("PersistentVolumeClaim", core.list_namespaced_persistent_volume_claim(ns).items,
+        lambda o: {"spec": spec(o, "volumeName")})
+    add("ServiceAccount", core.list_namespaced_service_account(ns).items,
+        lambda o: {"automount": o.automount_service_account_token})
+    # Helm's release records are named by revision: the release is compared below instead.
+    add("Secret", [o for o in core.list_namespaced_secret(ns).items if not o.type.startswith("helm.sh/")],
+        lambda o: {"type": o.type, "keys": sorted(o.data or {})})
+    add("ConfigMap", core.list_namespaced_config_map(ns).items, lambda o: {"data": {
+        k: (json.loads(v) if k.endswith(".json") else v) for k, v in (o.data or {}).items()},
+        "binary": sorted(o.binary_data or {})})
+    add("Job", batch.list_namespaced_job(ns).items, lambda o: {"containers": ac.sanitize_for_serialization(
+        o.spec.template.spec.containers)})
+    add("Role", rbac.list_namespaced_role(ns).items, lambda o: {"rules": ac.sanitize_for_serialization(o.rules)})
+    add("RoleBinding", rbac.list_namespaced_role_binding(ns).items, lambda o: {
+        "ref": ac.sanitize_for_serialization(o.role_ref), "subjects": ac.sanitize_for_serialization(o.subjects)})
+    selector = "app.kubernetes.io/instance=" + ns
+    add("ValidatingAdmissionPolicy", adm.list_validating_admission_policy(label_selector=selector).items,
+        lambda o: {"spec": spec(o)})
+    add("ValidatingAdmissionPolicyBinding", adm.list_validating_admission_policy_binding(
+        label_selector=selector).items, lambda o: {"spec": spec(o)})
+    shot["helm"] = {name: (r["chart"], r["status"]) for name, r in helm_releases(cluster, ns).items()}
+    kc, realm = life["kc"], life["realm"]
+    status, clients = kc.admin("GET", "/%s/clients?clientId=jupyterhub" % realm)
+    if status == 200 and clients:
+        (cl,) = clients
+        users = kc.admin("GET", "/%s/users?max=100" % realm)[1]
+        groups = kc.admin("GET", "/%s/groups" % realm)[1]
+        fields = ("redirectUris", "webOrigins", "rootUrl", "publicClient", "standardFlowEnabled",
+                  "directAccessGrantsEnabled")
+        shot["realm"] = {"client": {k: cl.get(k) for k in fields},
+                         "users": sorted(u["username"] for u in users), "groups": sorted(g["name"] for g in groups)}
+    else:
+        shot["realm"] = None
+    return _mask(shot)
+
+
+def assert_same(actual, expected):
+    lines = []
+    for key in sorted(set(actual) | set(expected)):
+        if actual.get(key) != expected.get(key):
+            lines += difflib.unified_diff(json.dumps(expected.get(key), indent=1, sort_keys=True).splitlines(),
+                                          json.dumps(actual.get(key), indent=1, sort_keys=True).splitlines(),
+                                          "expected " + key, "actual " + key, lineterm="", n=2)
+    assert not lines, "objects differ from an uninterrupted converge:\n" + "\n".join(lines)[:8000]
+
+
+def resource_versions(apis, ns):
+    """resourceVersion of each object the collection applied itself (Helm's and the hub's objects excluded)."""
+    selector = "app.kubernetes.io/managed-by=datalab.notebooks,app.kubernetes.io/instance=" + ns
+    core, apps, batch, rbac, adm = apis["core"], apis["apps"], apis["batch"], apis["rbac"], apis["adm"]
+    lists = {
+        "Deployment": apps.list_namespaced_deployment(ns, label_selector=selector),
+        "Service": core.list_namespaced_service(ns, label_selector=selector),
+        "ConfigMap": core.list_namespaced_config_map(ns, label_selector=selector),
+        "Secret": core.list_namespaced_secret(ns, label_selector=selector),
+        "ServiceAccount": core.list_namespaced_service_account(ns, label_selector=selector),
+        "PersistentVolumeClaim": core.list_namespaced_persistent_volume_claim(ns, label_selector=selector),
+        "Job": batch.list_namespaced_job(ns, label_selector=selector),
+        "Role": rbac.list_namespaced_role(ns, label_selector=selector),
+        "RoleBinding": rbac.list_namespaced_role_binding(ns, label_selector=selector),
+        "ValidatingAdmissionPolicy": adm.list_validating_admission_policy(label_selector=selector),
+        "ValidatingAdmissionPolicyBinding": adm.list_validating_admission_policy_binding(label_selector=selector),
+    }
+    return {"%s/%s" % (kind, o.metadata.name): o.metadata.resource_version
+            for kind, found in lists.items() for o in found.items}
+
+
+def rolled_out(apis, ns, name, image):
+    """The Deployment's rollout finished and its only pod runs `image`."""
+    dep = apis["apps"].read_namespaced_deployment(name, ns)
+    assert dep.spec.template.spec.containers[0].image == image
+    status = dep.status
+    assert (status.observed_generation, status.updated_replicas, status.available_replicas, status.replicas) == (
+        dep.metadata.generation, 1, 1, 1), status
+    selector = ",".join("%s=%s" % kv for kv in dep.spec.selector.match_labels.items())
+    pods = [p for p in apps_pods(apis, ns, selector) if not p.metadata.deletion_timestamp]
+    assert [p.spec.containers[0].image for p in pods] == [image], [p.metadata.name for p in pods]
+    assert all(c.ready for c in pods[0].status.container_statuses), pods[0].status
+    return dep, pods[0]
+
+
+def apps_pods(apis, ns, selector):
+    return apis["core"].list_namespaced_pod(ns, label_selector=selector).items
+
+
+def generated_secrets(apis, ns):
+    """Every generated value of the install that must never reach a log."""
+    values = []
+    for name, keys in {"keycloak-admin": ["password"], "jupyterhub-oauth-client": ["client-secret"],
+                       "keycloak-tls": ["password"], "minio-s3-credentials": ["accessKey", "secretKey"],
+                       "datalab-ca-key": ["ca.key"]}.items():
+        try:
+            data = secret_data(apis, ns, name)
+        except ApiException:
+            continue
+        values += [data[k].splitlines()[1] if k == "ca.key" else data[k] for k in keys]
+    return values
+
+
+def assert_no_secret_in(log, values):
+    assert "task path:" in log  # really -vv
+    leaked = [v[:4] + "..." for v in values if v and v in log]
+    assert not leaked, "generated secrets in the log: %s" % leaked
+
+
+def wipe(apis, life):
+    """Remove whatever this module created, without the code under test."""
+    for ns in (life["ns"], life["other_ns"]):
+        ignore_missing(apis["core"].delete_namespace, ns)
+    for ns in (life["ns"], life["other_ns"]):
+        selector = "app.kubernetes.io/instance=" + ns
+        for item in apis["adm"].list_validating_admission_policy_binding(label_selector=selector).items:
+            ignore_missing(apis["adm"].delete_validating_admission_policy_binding, item.metadata.name)
+        for item in apis["adm"].list_validating_admission_policy(label_selector=selector).items:
+            ignore_missing(apis["adm"].delete_validating_admission_policy, item.metadata.name)
+    if life["kc"].realm_exists(life["realm"]):
+        life["kc"].admin("DELETE", "/" + life["realm"])
+    for ns in (life["ns"], life["other_ns"]):
+        wait_for(lambda n=ns: ignore_missing(apis["core"].read_namespace, n) is None, 300, "namespace %s gone" % ns)
+
+
+# --- the install under test ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def apis(cluster):
+    api_client = config.new_client_from_config(config_file=cluster.kubeconfig)
+    return {"client": api_client, "core": client.CoreV1Api(api_client), "apps": client.AppsV1Api(api_client),
+            "batch": client.BatchV1Api(api_client), "rbac": client.RbacAuthorizationV1Api(api_client),
+            "adm": client.AdmissionregistrationV1Api(api_client)}
+
+
+@pytest.fixture(scope="module")
+def life(cluster, keycloak, apis, tmp_path_factory):
+    uid = uuid.uuid4().hex[:6]
+    tmp = tmp_path_factory.mktemp("lifecycle")
+    used = {p.node_port for s in apis["core"].list_service_for_all_namespaces().items
+            for p in (s.spec.ports or []) if p.node_port}
+    ports = list(PREFERRED_NODE_PORTS)
+    if used & set(ports):
+        ports = random.sample([p for p in range(30100, 32700) if p not in used | RESERVED_NODE_PORTS], 2)
+    ns = "datalab-life-" + uid
+    info = {
+        "ns": ns, "other_ns": ns + "-other", "realm": "demo-life-" + uid, "kc_port": ports[0], "hub_port": ports[1],
+        "tmp": tmp, "inventory": tmp / "hosts.yml", "kc": Keycloak(keycloak), "timings": [], "reference": None,
+    }
+    info["hostvars"] = {"datalab_namespace": ns, "datalab_keycloak_realm": info["realm"],
+                        "keycloak_node_port": ports[0], "datalab_hub_node_port": ports[1]}
+    info["groupvars"] = {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+        "datalab_kubeconfig": cluster.kubeconfig, "datalab_helm_binary": cluster.helm,
+        "datalab_tls_provider": "self_signed",
+        "keycloak_image": KEYCLOAK_IMAGE, "keycloak_demo_users": True, "keycloak_demo_passwords": "username",
+        "keycloak_admin_url": keycloak["url"], "keycloak_admin_username": keycloak["username"],
+        "keycloak_admin_password": keycloak["password"], "keycloak_admin_ca_path": keycloak["ca_path"],
+        "keycloak_rollout_timeout": 120, "minio_rollout_timeout": 120, "minio_job_timeout": 120,
+        "minio_demo_data_url": "", "minio_demo_data_file": "",
+        "jupyterhub_chart_ref": str(STANDIN), "jupyterhub_chart_repo_url": "",
+        "jupyterhub_chart_version": yaml.safe_load((STANDIN / "Chart.yaml").read_text())["version"],
+        "jupyterhub_helm_timeout": "3m0s", "jupyterhub_admin_users": ["isla.williams"],
+        "jupyterhub_spark_executor_image": "datalab/spark-executor:3.5.2-python3.11", "spark_image_build": False,
+    }
+    write_inventory(info)
+    rc, out = playbook(info, log="converge.log")
+    assert_ok(rc, out)
+    info["reference"] = snapshot(apis, cluster, info)
+    yield info
+    try:
+        wipe(apis, info)
+    finally:
+        print("\nlifecycle timings (s):", info["timings"])
+
+
+# --- 4. secret rotation ----------------------------------------------------------------------
+
+def test_rotation_replaces_the_hub_client_secret_in_keycloak_and_the_hub(life, apis, cluster):
+    ns, realm, kc = life["ns"], life["realm"], life["kc"]
+    old = secret_data(apis, ns, "jupyterhub-oauth-client")
+    node_ip = apis["core"].read_namespaced_config_map("keycloak-address", ns).data["keycloakNodeIp"]
+    callback = "http://%s:%d/hub/oauth_callback" % (node_ip, life["hub_port"])
+    hub_before = apis["apps"].read_namespaced_deployment("hub", ns)
+    checksum_before = hub_before.spec.template.metadata.annotations["datalab.notebooks/oauth-client-checksum"]
+    code = kc.authorization_code(realm, "jupyterhub", callback, "isla.williams", "isla.williams")
+    assert kc.exchange(realm, code, "jupyterhub", old["client-secret"], callback) == (200, None)
+
+    rc, out = playbook(life, "-vv", path="playbooks/rotate_secrets.yml", log="rotate.log")
+    assert_ok(rc, out)
+
+    new = secret_data(apis, ns, "jupyterhub-oauth-client")
+    assert new["client-id"] == old["client-id"] == "jupyterhub"
+    assert new["client-secret"] != old["client-secret"] and len(new["client-secret"]) == 32
+    # The hub's own login flow against the real Keycloak: the old secret is refused, the new one works.
+    code = kc.authorization_code(realm, "jupyterhub", callback, "isla.williams", "isla.williams")
+    status, error = kc.exchange(realm, code, "jupyterhub", old["client-secret"], callback)
+    assert status == 401 and error in ("unauthorized_client", "invalid_client"), (status, error)
+    assert kc.exchange(realm, code, "jupyterhub", new["client-secret"], callback) == (200, None)
+    # The realm Secret (for --import-realm on a fresh database) carries the new value too.
+    stored = json.loads(secret_data(apis, ns, "keycloak-realm")["realm.json"])
+    assert [c["secret"] for c in stored["clients"] if c["clientId"] == "jupyterhub"] == [new["client-secret"]]
+    # The hub: a new fingerprint in its pod template, rolled out; the secret itself reaches it only
+    # through the environment (secretKeyRef), never through the chart values.
+    values = json.loads(apis["core"].read_namespaced_config_map("standin-jupyterhub-values", ns).data["values.json"])
+    checksum = values["hub"]["annotations"]["datalab.notebooks/oauth-client-checksum"]
+    assert checksum != checksum_before
+    env = values["hub"]["extraEnv"]["OAUTH_CLIENT_SECRET"]["valueFrom"]["secretKeyRef"]
+    assert env == {"name": "jupyterhub-oauth-client", "key": "client-secret"}
+    assert new["client-secret"] not in json.dumps(values) and old["client-secret"] not in json.dumps(values)
+    dep, pod = rolled_out(apis, ns, "hub", hub_before.spec.template.spec.containers[0].image)
+    assert dep.metadata.generation > hub_before.metadata.generation
+    assert pod.metadata.annotations["datalab.notebooks/oauth-client-checksum"] == checksum
+    assert_no_secret_in(out, [old["client-secret"], new["client-secret"]] + generated_secrets(apis, ns))
+    assert {"TASK [datalab.notebooks.keycloak : Reconcile the realm in Keycloak, realm %s]" % realm,
+            "TASK [datalab.notebooks.jupyterhub : Install the JupyterHub chart]"} <= set(changed_tasks(out))
+
+
+# --- 3. upgrade --------------------------------------------------------------------------------
+
+def test_next_standin_chart_differs_only_in_version_and_images():
+    for path in sorted(STANDIN.rglob("*")):
+        if path.is_dir():
+            continue
+        current, nxt = path.read_text(), (STANDIN_NEXT / path.relative_to(STANDIN)).read_text()
+        if path.name == "Chart.yaml":
+            continue
+        assert nxt == current.replace("registry.k8s.io/pause:3.10\n", "registry.k8s.io/pause:3.10.1\n"), path
+    assert sorted(p.relative_to(STANDIN_NEXT) for p in STANDIN_NEXT.rglob("*")) == sorted(
+        p.relative_to(STANDIN) for p in STANDIN.rglob("*"))
+    chart = yaml.safe_load((STANDIN_NEXT / "Chart.yaml").read_text())
+    assert chart["name"] == "jupyterhub" and "STAND-IN" in chart["description"]
+    assert chart["version"] != yaml.safe_load((STANDIN / "Chart.yaml").read_text())["version"]
+
+
+def test_upgrade_changes_only_the_affected_objects_and_waits_for_the_rollouts(life, apis, cluster):
+    ns = life["ns"]
+    versions_before = resource_versions(apis, ns)
+    release_before = helm_releases(cluster, ns)["jupyterhub"]
+    values_before = apis["core"].read_namespaced_config_map("standin-jupyterhub-values", ns).data["values.json"]
+    next_version = yaml.safe_load((STANDIN_NEXT / "Chart.yaml").read_text())["version"]
+    node_ip_before = apis["core"].read_namespaced_config_map("keycloak-address", ns).data["keycloakNodeIp"]
+
+    # The inventory now pins the new versions; the later tests run with it.
+    life["groupvars"].update(keycloak_image=KEYCLOAK_IMAGE_NEXT, jupyterhub_chart_ref=str(STANDIN_NEXT),
+                             jupyterhub_chart_version=next_version)
+    write_inventory(life)
+    rc, out = playbook(life, "--diff", log="upgrade.log")
+    assert_ok(rc, out)
+
+    # The new Keycloak pod may land on another node: the published address follows it (the hub's
+    # URL and the realm's redirect URI derive from it), and only then do those three change too.
+    expected = {"TASK [datalab.notebooks.keycloak : Deploy Keycloak and wait for it to be ready]",
+                "TASK [datalab.notebooks.jupyterhub : Install the JupyterHub chart]"}
+    expected_objects = ["Deployment/keycloak"]
+    node_ip = apis["core"].read_namespaced_config_map("keycloak-address", ns).data["keycloakNodeIp"]
+    if node_ip != node_ip_before:
+        expected |= {"TASK [datalab.notebooks.keycloak : Publish the Keycloak address for the hub]",
+                     "TASK [datalab.notebooks.keycloak : Store the realm in the Secret keycloak-realm]",
+                     "TASK [datalab.notebooks.keycloak : Reconcile the realm in Keycloak, realm %s]" % life["realm"]}
+        expected_objects += ["ConfigMap/keycloak-address", "Secret/keycloak-realm"]
+    assert set(changed_tasks(out)) == expected, changed_tasks(out)
+    # --diff shows the image change of the Deployment.
+    assert re.search(r"^-\s+\"?image\"?:\s+\"?%s" % re.escape(KEYCLOAK_IMAGE), out, re.M), out[-4000:]
+    assert re.search(r"^\+\s+\"?image\"?:\s+\"?%s" % re.escape(KEYCLOAK_IMAGE_NEXT), out, re.M), out[-4000:]
+    # Both rollouts finished before the run ended.
+    rolled_out(apis, ns, "keycloak", KEYCLOAK_IMAGE_NEXT)
+    rolled_out(apis, ns, "hub", "registry.k8s.io/pause:3.10.1")
+    rolled_out(apis, ns, "proxy", "registry.k8s.io/pause:3.10.1")
+    release = helm_releases(cluster, ns)["jupyterhub"]
+    assert release["chart"] == "jupyterhub-" + next_version and release["status"] == "deployed"
+    assert int(release["revision"]) == int(release_before["revision"]) + 1
+    values = apis["core"].read_namespaced_config_map("standin-jupyterhub-values", ns).data["values.json"]
+    # Same values (up to the node address), new chart.
+    assert _mask(json.loads(values)) == _mask(json.loads(values_before))
+    # Nothing else the collection applied was touched.
+    versions = resource_versions(apis, ns)
+    touched = sorted(k for k in versions_before if versions.get(k) != versions_before[k])
+    assert touched == sorted(expected_objects), touched
+    life["reference"] = snapshot(apis, cluster, life)
+
+
+# --- 2. uninstall and purge ----------------------------------------------------------------------
+
+def _canaries(apis, cluster, life):
+    """A fake second install (same object names, its own namespace and instance) and its admission policy."""
+    other = life["other_ns"]
+    labels = {"app.kubernetes.io/part-of": "datalab-notebooks", "app.kubernetes.io/managed-by": "datalab.notebooks",
+              "app.kubernetes.io/instance": other, "app.kubernetes.io/name": "keycloak"}
+    core = apis["core"]
+    core.create_namespace({"metadata": {"name": other, "labels": labels}})
+    wait_for(lambda: core.list_namespaced_service_account(other, field_selector="metadata.name=default").items,
+             60, "default ServiceAccount")
+    core.create_namespaced_secret(other, {"metadata": {"name": "keycloak-admin", "labels": labels},
+                                          "stringData": {"username": "admin", "password": "canary"}})
+    core.create_namespaced_config_map(other, {"metadata": {"name": "keycloak-address", "labels": labels},
+                                              "data": {"keycloakAddress": "127.0.1.2:1"}})
+    core.create_namespaced_persistent_volume_claim(other, {"metadata": {"name": "keycloak-data", "labels": labels},
+                                                           "spec": {"accessModes": ["ReadWriteOnce"],
+                                                                    "resources": {"requests": {"storage": "1Gi"}}}})
+    subprocess.run([cluster.helm, "install", "jupyterhub", str(STANDIN), "-n", other, "--kubeconfig",
+                    cluster.kubeconfig, "--wait", "--timeout", "2m"], check=True, capture_output=True)
+    name = "datalab-%s-spark-pods" % other
+    rules = [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}]
+    apis["adm"].create_validating_admission_policy({
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"failurePolicy": "Fail", "validations": [{"expression": "true"}], "matchConstraints": {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": other}}, "resourceRules": rules}}})
+    apis["adm"].create_validating_admission_policy_binding({
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"policyName": name, "validationActions": ["Deny"], "matchResources": {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": other}}}}})
+    return _canary_uids(apis, cluster, life)
+
+
+def _canary_uids(apis, cluster, life):
+    other, name = life["other_ns"], "datalab-%s-spark-pods" % life["other_ns"]
+    core = apis["core"]
+    return {
+        "namespace": core.read_namespace(other).metadata.uid,
+        "secret": core.read_namespaced_secret("keycloak-admin", other).metadata.uid,
+        "configmap": core.read_namespaced_config_map("keycloak-address", other).metadata.uid,
+        "pvc": core.read_namespaced_persistent_volume_claim("keycloak-data", other).metadata.uid,
+        "hub": apis["apps"].read_namespaced_deployment("hub", other).metadata.uid,
+        "helm": helm_releases(cluster, other)["jupyterhub"]["status"],
+        "policy": apis["adm"].read_validating_admission_policy(name).metadata.uid,
+        "binding": apis["adm"].read_validating_admission_policy_binding(name).metadata.uid,
+    }
+
+
+def _user_objects(apis, ns):
+    """What KubeSpawner would have made for a logged-in user: a server pod and a home volume."""
+    labels = {"app": "jupyterhub", "release": "jupyterhub", "app.kubernetes.io/managed-by": "kubespawner",
+              "hub.jupyter.org/username": "isla.williams"}
+    apis["core"].create_namespaced_persistent_volume_claim(ns, {
+        "metadata": {"name": "claim-isla-2ewilliams", "labels": dict(labels, component="singleuser-storage")},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
+    apis["core"].create_namespaced_pod(ns, {
+        "metadata": {"name": "jupyter-isla-2ewilliams", "labels": dict(labels, component="singleuser-server")},
+        "spec": {"serviceAccountName": "spark", "containers": [{"name": "notebook", "image": "quay.io/jupyter/"
+                                                                "pyspark-notebook:spark-3.5.2"}]}})
+    # Something of the namespace owner's that is not part of the install.
+    apis["core"].create_namespaced_config_map(ns, {"metadata": {"name": "team-notes"}, "data": {"keep": "me"}})
+
+
+def _names(items):
+    return sorted(o.metadata.name for o in items if not o.metadata.deletion_timestamp)
+
+
+def test_uninstall_removes_one_install_keeps_its_data_and_purge_removes_the_rest(life, apis, cluster):
+    ns, core, realm = life["ns"], apis["core"], life["realm"]
+    _user_objects(apis, ns)
+    canaries = _canaries(apis, cluster, life)
+    before = snapshot(apis, cluster, life)
+    data_uids = {p.metadata.name: p.metadata.uid for p in core.list_namespaced_persistent_volume_claim(ns).items}
+    kept_secrets = {n: secret_data(apis, ns, n) for n in ("keycloak-admin", "minio-s3-credentials")}
+    secrets = generated_secrets(apis, ns)
+
+    # The preview names what would go and removes nothing.
+    rc, out = playbook(life, "--check", "--diff", path="playbooks/uninstall.yml", log="uninstall-check.log")
+    assert_ok(rc, out)
+    assert recap(out)["changed"] > 0 and '"Deployment/keycloak",' in out and '"Secret/keycloak-admin",' not in out
+    assert snapshot(apis, cluster, life) == before and set(helm_releases(cluster, ns)) == {"jupyterhub"}
+
+    # Uninstall: everything of the install goes, the data and everything of others stays.
+    rc, out = playbook(life, "-vv", path="playbooks/uninstall.yml", log="uninstall.log")
+    assert_ok(rc, out)
+    assert_no_secret_in(out, secrets)
+    assert helm_releases(cluster, ns) == {}
+    assert _names(apps_pods(apis, ns, "")) == []
+    assert _names(apis["apps"].list_namespaced_deployment(ns).items) == []
+    assert _names(core.list_namespaced_service(ns).items) == []
+    assert _names(apis["batch"].list_namespaced_job(ns).items) == []
+    assert _names(apis["rbac"].list_namespaced_role(ns).items) == []
+    assert _names(apis["rbac"].list_namespaced_role_binding(ns).items) == []
+    assert _names(core.list_namespaced_service_account(ns).items) == ["default"]
+    assert _names(core.list_namespaced_config_map(ns).items) == ["kube-root-ca.crt", "team-notes"]
+    assert _names(core.list_namespaced_secret(ns).items) == ["keycloak-admin", "minio-s3-credentials"]
+    assert {p.metadata.name: p.metadata.uid for p in core.list_namespaced_persistent_volume_claim(ns).items} \
+        == data_uids == {n: data_uids[n] for n in ("claim-isla-2ewilliams", "keycloak-data", "minio-data")}
+    selector = "app.kubernetes.io/instance=" + ns
+    assert apis["adm"].list_validating_admission_policy(label_selector=selector).items == []
+    assert apis["adm"].list_validating_admission_policy_binding(label_selector=selector).items == []
+    assert life["kc"].realm_exists(realm), "the realm is persistent data: kept without purge"
+    assert _canary_uids(apis, cluster, life) == canaries
+
+    rc, out = playbook(life, path="playbooks/uninstall.yml", log="uninstall-again.log")
+    assert_quiet(rc, out)
+
+    # site.yml installs again on the kept data: same volumes, same credentials, same objects.
+    rc, out = playbook(life, log="reinstall.log")
+    assert_ok(rc, out)
+    assert {p.metadata.name: p.metadata.uid for p in core.list_namespaced_persistent_volume_claim(ns).items} \
+        == data_uids
+    assert {n: secret_data(apis, ns, n) for n in kept_secrets} == kept_secrets
+    after = snapshot(apis, cluster, life)
+    assert_same(after, before)
+    clients = life["kc"].admin("GET", "/%s/clients?clientId=jupyterhub" % realm)[1]
+    secret = life["kc"].admin("GET", "/%s/clients/%s/client-secret" % (realm, clients[0]["id"]))[1]
+    assert secret["value"] == secret_data(apis, ns, "jupyterhub-oauth-client")["client-secret"]
+    # The reference for an install from nothing: without the user's volume and the foreign ConfigMap.
+    life["reference"] = {k: v for k, v in after.items()
+                         if k not in ("PersistentVolumeClaim/claim-isla-2ewilliams", "ConfigMap/team-notes")}
+
+    # Purge: the data and the realm go; the namespace stays while it holds an object of someone else.
+    rc, out = playbook(life, "-e", "datalab_uninstall_purge=true", path="playbooks/uninstall.yml", log="purge.log")
+    assert_ok(rc, out)
+    assert "still holds objects that are not part of this install: ConfigMap/team-notes" in out
+    assert _names(core.list_namespaced_persistent_volume_claim(ns).items) == []
+    assert _names(core.list_namespaced_secret(ns).items) == []
+    assert _names(core.list_namespaced_config_map(ns).items) == ["kube-root-ca.crt", "team-notes"]
+    assert not life["kc"].realm_exists(realm)
+    core.delete_namespaced_config_map("team-notes", ns)
+    rc, out = playbook(life, "-e", "datalab_uninstall_purge=true", path="playbooks/uninstall.yml",
+                       log="purge-namespace.log")
+    assert_ok(rc, out)
+    assert "TASK [datalab.notebooks.common : Delete the namespace %s]" % ns in changed_tasks(out)
+    assert ignore_missing(core.read_namespace, ns) is None
+    rc, out = playbook(life, "-e", "datalab_uninstall_purge=true", path="playbooks/uninstall.yml",
+                       log="purge-again.log")
+    assert_quiet(rc, out)
+    assert _canary_uids(apis, cluster, life) == canaries
+
+
+# --- 5. recovery after an interrupted converge ---------------------------------------------------
+
+def test_a_converge_killed_after_keycloak_recovers_on_rerun(life, apis, cluster):
+    ns, core = life["ns"], apis["core"]
+    if ignore_missing(core.read_namespace, ns) is not None:  # run alone: start from nothing
+        wipe(apis, life)
+    reference = life["reference"]
+
+    started = time.monotonic()
+    proc = subprocess.Popen([str(BIN / "ansible-playbook"), "-i", str(life["inventory"]), "site.yml"],
+                            cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    seen = []
+    try:
+        for line in proc.stdout:
+            seen.append(line)
+            if line.startswith(KILL_AT):
+                time.sleep(0.5)  # into the task: the MinIO Deployment is being applied and awaited
+                break
+        else:
+            raise AssertionError("the converge ended before MinIO:\n" + "".join(seen[-80:]))
+        # After Keycloak (its address is published, the realm exists), before JupyterHub.
+        assert core.read_namespaced_config_map("keycloak-address", ns).data["keycloakAddress"]
+        assert life["kc"].realm_exists(life["realm"])
+        assert helm_releases(cluster, ns) == {}
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+        proc.stdout.close()
+    life["timings"].append(("killed converge", round(time.monotonic() - started, 1)))
+    (life["tmp"] / "killed.log").write_text("".join(seen))
+    assert proc.returncode == -signal.SIGKILL
+    assert not any(line.startswith("PLAY [Deploy JupyterHub") for line in seen)
+
+    rc, out = playbook(life, log="recovered.log")
+    assert_ok(rc, out)
+    assert_same(snapshot(apis, cluster, life), reference)
+    rc, out = playbook(life, log="recovered-again.log")
+    assert_quiet(rc, out)
+
+
+# --- the shared TLS operators ------------------------------------------------------------------------
+
+def test_uninstall_keeps_the_shared_operators_unless_asked_and_unused(life, apis, cluster):
+    """secret_operator_uninstall_operators removes the operator releases, only when no install uses them."""
+    crd = "secretclasses.secrets.stackable.tech"
+    ext = client.ApiextensionsV1Api(apis["client"])
+    if ext.list_custom_resource_definition(field_selector="metadata.name=" + crd).items:
+        pytest.skip("the SecretClass CRD belongs to someone else on this cluster")
+    uid = life["ns"].rsplit("-", 1)[1]
+    ops, user_ns, ns = "dl-life-ops-" + uid, "dl-life-so-user-" + uid, "dl-life-so-" + uid
+    standins = REPO / "tests" / "standins" / "charts"
+    connection = ("ansible_connection", "ansible_python_interpreter", "datalab_kubeconfig", "datalab_helm_binary")
+    so = dict(life, inventory=life["tmp"] / "operators.yml")
+    so["inventory"].write_text(yaml.safe_dump({"notebook_platform": {"hosts": {HOST: {
+        "datalab_namespace": ns, "datalab_tls_provider": "secret_operator", "secret_operator_namespace": ops,
+        "secret_operator_chart_ref": str(standins / "secret-operator"), "secret_operator_chart_version": "",
+        "secret_operator_commons_chart_ref": str(standins / "commons-operator"),
+        "secret_operator_commons_chart_version": "", "secret_operator_timeout": 60}},
+        "vars": {k: life["groupvars"][k] for k in connection}}}))
+    try:
+        rc, out = playbook(so, path="playbooks/secret_operator.yml", log="operators.log")
+        assert_ok(rc, out)
+        # Another install still gets its keystore from the operators (as the keycloak role mounts it).
+        apis["core"].create_namespace({"metadata": {"name": user_ns}})
+        volume = {"name": "tls", "ephemeral": {"volumeClaimTemplate": {"spec": {
+            "storageClassName": "secrets.stackable.tech", "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "1"}}}}}}
+        apis["apps"].create_namespaced_deployment(user_ns, {
+            "metadata": {"name": "keycloak", "labels": {"app.kubernetes.io/part-of": "datalab-notebooks"}},
+            "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "kc"}}, "template": {
+                "metadata": {"labels": {"app": "kc"}},
+                "spec": {"containers": [{"name": "kc", "image": KEYCLOAK_IMAGE}], "volumes": [volume]}}}})
+
+        rc, out = playbook(so, path="playbooks/uninstall.yml", log="operators-kept.log")
+        assert_quiet(rc, out)
+        assert "serve every install on the cluster and are kept" in out
+        rc, out = playbook(so, "-e", "secret_operator_uninstall_operators=true", path="playbooks/uninstall.yml",
+                           log="operators-in-use.log")
+        assert_quiet(rc, out)
+        assert "installs in namespace(s) %s still get" % user_ns in out
+        assert set(helm_releases(cluster, ops)) == {"secret-operator", "commons-operator"}
+
+        apis["core"].delete_namespace(user_ns)
+        wait_for(lambda: not apis["apps"].list_namespaced_deployment(user_ns).items, 120, "the other install gone")
+        rc, out = playbook(so, "-e", "secret_operator_uninstall_operators=true", path="playbooks/uninstall.yml",
+                           log="operators-removed.log")
+        assert_ok(rc, out)
+        assert helm_releases(cluster, ops) == {}
+        assert ignore_missing(apis["core"].read_namespace, ops) is None
+        rc, out = playbook(so, "-e", "secret_operator_uninstall_operators=true", path="playbooks/uninstall.yml",
+                           log="operators-removed-again.log")
+        assert_quiet(rc, out)
+    finally:
+        for release in ("secret-operator", "commons-operator"):
+            subprocess.run([cluster.helm, "uninstall", release, "-n", ops, "--kubeconfig", cluster.kubeconfig],
+                           capture_output=True, check=False)
+        for name in (ops, user_ns, ns):
+            ignore_missing(apis["core"].delete_namespace, name)
+        ignore_missing(ext.delete_custom_resource_definition, crd)
