@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import random
-import re
-import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -31,6 +28,8 @@ import pytest
 import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
+
+from tests.ansible_run import changed_tasks, recap, run_playbook
 
 pytestmark = pytest.mark.integration
 
@@ -41,31 +40,16 @@ NOTEBOOK = REPO / "roles" / "jupyterhub" / "files" / "notebooks" / "process-s3.i
 RESERVED_NODE_PORTS = {31093, 31095, 31193, 31195}
 LABELS = ("app.kubernetes.io/part-of", "app.kubernetes.io/managed-by",
           "app.kubernetes.io/name", "app.kubernetes.io/instance")
-RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
 
 def playbook(inventory, *args):
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-               PATH=f"{BIN}:{os.environ.get('PATH', '')}")
-    proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(inventory), "playbooks/jupyterhub.yml", *args],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False)
-    return proc.returncode, proc.stdout + proc.stderr
+    return run_playbook(inventory, "playbooks/jupyterhub.yml", *args, timeout=900)
 
 
-def recap(output, host):
-    found = {m.group(1): {"changed": int(m.group(3)), "failed": int(m.group(5))} for m in RECAP.finditer(output)}
+def host_recap(output, host):
+    found = recap(output)
     assert host in found, "no PLAY RECAP for %s:\n%s" % (host, output[-3000:])
     return found[host]
-
-
-def changed_tasks(output):
-    names, task = [], None
-    for line in output.splitlines():
-        if line.startswith("TASK ["):
-            task = line
-        elif line.startswith("changed:") and task:
-            names.append(task)
-    return names
 
 
 def write_inventory(path, host, hostvars):
@@ -139,14 +123,14 @@ def test_second_run_changes_nothing(install):
     assert install["rc"] == 0
     rc, out = playbook(install["inventory"])
     assert rc == 0, out[-4000:]
-    assert recap(out, install["host"])["changed"] == 0, changed_tasks(out)
+    assert host_recap(out, install["host"])["changed"] == 0, changed_tasks(out)
 
 
 def test_check_diff_changes_nothing(install):
     assert install["rc"] == 0
     rc, out = playbook(install["inventory"], "--check", "--diff")
     assert rc == 0, out[-4000:]
-    assert recap(out, install["host"])["changed"] == 0, changed_tasks(out)
+    assert host_recap(out, install["host"])["changed"] == 0, changed_tasks(out)
 
 
 def test_objects_and_labels(install, api_client, core):
@@ -173,6 +157,31 @@ def test_objects_and_labels(install, api_client, core):
     assert [(s.kind, s.name, s.namespace) for s in binding.subjects] == [("ServiceAccount", "spark", ns)]
     notebook = objects["ConfigMap jupyterhub-notebooks"].data["process-s3.ipynb"]
     assert json.loads(notebook) == json.loads(NOTEBOOK.read_text())
+
+
+def test_objects_the_chart_made_carry_the_install_labels(install, api_client, core):
+    """The role's post-renderer labels every object of the release; selectors and pod labels stay the chart's."""
+    ns = install["ns"]
+    apps = client.AppsV1Api(api_client)
+    made = [d for d in apps.list_namespaced_deployment(ns).items if d.metadata.name in ("hub", "proxy")]
+    made += [s for s in core.list_namespaced_service(ns).items if s.metadata.name == "proxy-public"]
+    made += [c for c in core.list_namespaced_config_map(ns).items if c.metadata.name == "standin-jupyterhub-values"]
+    assert len(made) == 4, [o.metadata.name for o in made]
+    for obj in made:
+        annotations = obj.metadata.annotations or {}
+        assert annotations.get("meta.helm.sh/release-name") == "jupyterhub", obj.metadata.name
+        labels = obj.metadata.labels or {}
+        # managed-by is Helm's: Helm sets it on every object of a release, after any post-renderer.
+        assert {k: labels.get(k) for k in LABELS} == {
+            "app.kubernetes.io/part-of": "datalab-notebooks", "app.kubernetes.io/managed-by": "Helm",
+            "app.kubernetes.io/name": "jupyterhub", "app.kubernetes.io/instance": ns}, obj.metadata.name
+    hub = [d for d in made if d.metadata.name == "hub"][0]
+    assert hub.spec.selector.match_labels.get("app.kubernetes.io/instance", "jupyterhub") == "jupyterhub"
+    assert hub.spec.template.metadata.labels["app.kubernetes.io/instance"] == "jupyterhub"
+    # One selector finds the whole install, the chart's objects included.
+    selector = "app.kubernetes.io/instance=%s,app.kubernetes.io/part-of=datalab-notebooks" % ns
+    found = {d.metadata.name for d in apps.list_namespaced_deployment(ns, label_selector=selector).items}
+    assert {"hub", "proxy"} <= found
 
 
 def test_chart_received_the_values(install, api_client, core):

@@ -16,7 +16,10 @@ step on it, in file order, and leaves it converged for the next one:
   and (once nothing foreign is left) the namespace; a second purge is changed=0;
 - recovery: a fresh converge killed (SIGKILL of the process group) after Keycloak and before
   JupyterHub; the rerun succeeds, the objects equal those of an uninterrupted converge, a further
-  run is changed=0.
+  run is changed=0;
+- recovery inside Helm: a run killed while Helm upgrades the hub (a pod quota holds the rollout)
+  leaves the release pending-upgrade; the rerun rolls that back, upgrades, and a further run is
+  changed=0.
 
 Only loopback is contacted: the API server and the test-bed Keycloak on 127.0.0.1.
 """
@@ -39,17 +42,16 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from pathlib import Path
 
 import pytest
 import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
+from tests.ansible_run import REPO, argv, changed_tasks, env, recap, run_playbook
+
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 STANDIN = REPO / "tests" / "standins" / "charts" / "jupyterhub"
 STANDIN_NEXT = REPO / "tests" / "standins" / "charts-next" / "jupyterhub"
 KEYCLOAK_IMAGE = "quay.io/keycloak/keycloak:26.5.5"
@@ -58,7 +60,6 @@ KEYCLOAK_IMAGE_NEXT = "quay.io/keycloak/keycloak:26.5.6"
 RESERVED_NODE_PORTS = {31093, 31095, 31193, 31195}
 PREFERRED_NODE_PORTS = (31293, 31295)
 INSTANCE_LABELS = ("app.kubernetes.io/part-of", "app.kubernetes.io/managed-by", "app.kubernetes.io/instance")
-RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 NODE_IP = re.compile(r"127\.0\.[01]\.\d{1,3}")
 HOST = "lab-life"
 # Where the killed converge stops: Keycloak is done, MinIO is being rolled out, the hub not started.
@@ -67,46 +68,29 @@ KILL_AT = "TASK [datalab.notebooks.minio : Deploy MinIO and wait for it to be re
 
 # --- running playbooks ------------------------------------------------------------------
 
-def _env():
-    return dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1",
-                PYTHONUNBUFFERED="1", PATH="%s:%s" % (BIN, os.environ.get("PATH", "")))
-
-
 def playbook(life, *args, path="site.yml", log=None):
     started = time.monotonic()
-    proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(life["inventory"]), path, *args],
-                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=1500, check=False)
-    out = proc.stdout + proc.stderr
+    rc, out = run_playbook(life["inventory"], path, *args)
     if log:
         (life["tmp"] / log).write_text(out)
     life["timings"].append((log or path, round(time.monotonic() - started, 1)))
-    return proc.returncode, out
+    return rc, out
 
 
-def recap(out):
-    found = {m.group(1): {"changed": int(m.group(3)), "failed": int(m.group(5))} for m in RECAP.finditer(out)}
+def host_recap(out):
+    found = recap(out)
     assert HOST in found, "no PLAY RECAP for %s:\n%s" % (HOST, out[-3000:])
     return found[HOST]
 
 
-def changed_tasks(out):
-    names, task = [], None
-    for line in out.splitlines():
-        if line.startswith("TASK ["):
-            task = line.split(" ***")[0].rstrip("* ").strip()
-        elif line.startswith("changed:") and task:
-            names.append(task)
-    return names
-
-
 def assert_ok(rc, out):
     assert rc == 0, out[-5000:]
-    assert recap(out)["failed"] == 0, out[-5000:]
+    assert host_recap(out)["failed"] == 0, out[-5000:]
 
 
 def assert_quiet(rc, out):
     assert_ok(rc, out)
-    assert recap(out)["changed"] == 0, changed_tasks(out)
+    assert host_recap(out)["changed"] == 0, changed_tasks(out)
 
 
 def write_inventory(life):
@@ -303,7 +287,7 @@ def assert_same(actual, expected):
 
 
 def resource_versions(apis, ns):
-    """resourceVersion of each object the collection applied itself (Helm's and the hub's objects excluded)."""
+    """resourceVersion of each object the collection applied itself (the Helm release's objects excluded)."""
     selector = "app.kubernetes.io/managed-by=datalab.notebooks,app.kubernetes.io/instance=" + ns
     core, apps, batch, rbac, adm = apis["core"], apis["apps"], apis["batch"], apis["rbac"], apis["adm"]
     lists = {
@@ -320,7 +304,8 @@ def resource_versions(apis, ns):
         "ValidatingAdmissionPolicyBinding": adm.list_validating_admission_policy_binding(label_selector=selector),
     }
     return {"%s/%s" % (kind, o.metadata.name): o.metadata.resource_version
-            for kind, found in lists.items() for o in found.items}
+            for kind, found in lists.items() for o in found.items
+            if "meta.helm.sh/release-name" not in (o.metadata.annotations or {})}
 
 
 def rolled_out(apis, ns, name, image):
@@ -517,6 +502,11 @@ def test_upgrade_changes_only_the_affected_objects_and_waits_for_the_rollouts(li
     # --diff shows the image change of the Deployment.
     assert re.search(r"^-\s+\"?image\"?:\s+\"?%s" % re.escape(KEYCLOAK_IMAGE), out, re.M), out[-4000:]
     assert re.search(r"^\+\s+\"?image\"?:\s+\"?%s" % re.escape(KEYCLOAK_IMAGE_NEXT), out, re.M), out[-4000:]
+    # --diff shows the chart's change too (helm diff, with the post-renderer's labels): new chart
+    # version and pause image in the hub's Deployment.
+    assert re.search(r"^-\s+image: registry\.k8s\.io/pause:3\.10$", out, re.M), out[-6000:]
+    assert re.search(r"^\+\s+image: registry\.k8s\.io/pause:3\.10\.1$", out, re.M), out[-6000:]
+    assert re.search(r"^\+\s+helm\.sh/chart: jupyterhub-%s$" % re.escape(next_version), out, re.M), out[-6000:]
     # Both rollouts finished before the run ended.
     rolled_out(apis, ns, "keycloak", KEYCLOAK_IMAGE_NEXT)
     rolled_out(apis, ns, "hub", "registry.k8s.io/pause:3.10.1")
@@ -613,7 +603,7 @@ def test_uninstall_removes_one_install_keeps_its_data_and_purge_removes_the_rest
     # The preview names what would go and removes nothing.
     rc, out = playbook(life, "--check", "--diff", path="playbooks/uninstall.yml", log="uninstall-check.log")
     assert_ok(rc, out)
-    assert recap(out)["changed"] > 0 and '"Deployment/keycloak",' in out and '"Secret/keycloak-admin",' not in out
+    assert host_recap(out)["changed"] > 0 and '"Deployment/keycloak",' in out and '"Secret/keycloak-admin",' not in out
     assert snapshot(apis, cluster, life) == before and set(helm_releases(cluster, ns)) == {"jupyterhub"}
 
     # Uninstall: everything of the install goes, the data and everything of others stays.
@@ -685,8 +675,8 @@ def test_a_converge_killed_after_keycloak_recovers_on_rerun(life, apis, cluster)
     reference = life["reference"]
 
     started = time.monotonic()
-    proc = subprocess.Popen([str(BIN / "ansible-playbook"), "-i", str(life["inventory"]), "site.yml"],
-                            cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    proc = subprocess.Popen(argv(life["inventory"], "site.yml"), cwd=REPO, env=env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     seen = []
     try:
@@ -715,6 +705,67 @@ def test_a_converge_killed_after_keycloak_recovers_on_rerun(life, apis, cluster)
     assert_same(snapshot(apis, cluster, life), reference)
     rc, out = playbook(life, log="recovered-again.log")
     assert_quiet(rc, out)
+
+
+def _release_secrets(apis, ns, release):
+    """Helm's own record of the release: revision -> status (from the labels of its storage Secrets)."""
+    found = apis["core"].list_namespaced_secret(ns, label_selector="owner=helm,name=" + release).items
+    return {int(s.metadata.labels["version"]): s.metadata.labels["status"] for s in found}
+
+
+def test_a_run_killed_while_helm_upgrades_the_hub_is_undone_and_completed(life, apis, cluster):
+    """Killed inside "Install the JupyterHub chart": Helm leaves the release pending-upgrade and would
+    refuse every later operation; the rerun rolls the interrupted upgrade back and upgrades again."""
+    ns, core = life["ns"], apis["core"]
+    if helm_releases(cluster, ns).get("jupyterhub", {}).get("status") != "deployed":  # run alone
+        rc, out = playbook(life, log="helm-kill-setup.log")
+        assert_ok(rc, out)
+    start = _release_secrets(apis, ns, "jupyterhub")
+    pending_revision = max(start) + 1
+    # A change for the chart to roll out: the inventory goes back to the first stand-in chart
+    # version. A quota that admits no pod holds the hub's rollout, so Helm waits in pending-upgrade.
+    first_version = yaml.safe_load((STANDIN / "Chart.yaml").read_text())["version"]
+    life["groupvars"].update(jupyterhub_chart_ref=str(STANDIN), jupyterhub_chart_version=first_version)
+    write_inventory(life)
+    core.create_namespaced_resource_quota(ns, {"metadata": {"name": "hold-rollouts"}, "spec": {"hard": {"pods": "0"}}})
+    started = time.monotonic()
+    log = open(life["tmp"] / "helm-killed.log", "w")  # pylint: disable=consider-using-with
+    proc = subprocess.Popen(argv(life["inventory"], "site.yml"), cwd=REPO, env=env(), stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 600
+        while _release_secrets(apis, ns, "jupyterhub").get(pending_revision) != "pending-upgrade":
+            assert proc.poll() is None, "the run ended before Helm started the upgrade: see helm-killed.log"
+            assert time.monotonic() < deadline, "Helm never started the upgrade"
+            time.sleep(0.3)
+        time.sleep(1)  # Helm has applied the new objects and waits for the hub's rollout
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+        log.close()
+        core.delete_namespaced_resource_quota("hold-rollouts", ns)
+    life["timings"].append(("killed inside helm", round(time.monotonic() - started, 1)))
+    assert proc.returncode == -signal.SIGKILL
+    assert _release_secrets(apis, ns, "jupyterhub")[pending_revision] == "pending-upgrade"
+    assert helm_releases(cluster, ns)["jupyterhub"]["status"] == "pending-upgrade"
+
+    rc, out = playbook(life, log="helm-recovered.log")
+    assert_ok(rc, out)
+    undo = "TASK [datalab.notebooks.jupyterhub : Undo the interrupted operation (pending-install, -upgrade or -rollback)"
+    assert any(t.startswith(undo) for t in changed_tasks(out)), changed_tasks(out)
+    assert "TASK [datalab.notebooks.jupyterhub : Install the JupyterHub chart after the recovery]" in changed_tasks(out)
+    # Helm's history: the interrupted upgrade, its rollback, then the upgrade that completed.
+    history = _release_secrets(apis, ns, "jupyterhub")
+    assert history[pending_revision] != "pending-upgrade"
+    assert history[pending_revision + 2] == "deployed", history
+    assert [r for r, status in history.items() if status.startswith("pending")] == []
+    release = helm_releases(cluster, ns)["jupyterhub"]
+    assert release["chart"] == "jupyterhub-" + first_version and int(release["revision"]) == pending_revision + 2
+    rolled_out(apis, ns, "hub", "registry.k8s.io/pause:3.10")
+    rolled_out(apis, ns, "proxy", "registry.k8s.io/pause:3.10")
+    rc, out = playbook(life, log="helm-recovered-again.log")
+    assert_quiet(rc, out)
+    life["reference"] = snapshot(apis, cluster, life)
 
 
 # --- the shared TLS operators ------------------------------------------------------------------------

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import random
-import re
 import socket
 import ssl
 import subprocess
@@ -39,6 +37,8 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
+from tests.ansible_run import changed_tasks, env, recap, run_playbook
+
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,43 +48,14 @@ STANDINS = REPO / "tests" / "standins" / "charts"
 RESERVED_NODE_PORTS = {31093, 31095, 31193, 31195}
 LABELS = ("app.kubernetes.io/part-of", "app.kubernetes.io/managed-by",
           "app.kubernetes.io/name", "app.kubernetes.io/instance")
-RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 CSV_HEADER = ("timesecs,coppm,humidity,temperature,flowrate,heatervoltage,"
               + ",".join("r%d" % i for i in range(1, 15)))
 
 
 # --- helpers ------------------------------------------------------------------------
 
-def _env():
-    env = dict(os.environ)
-    env.update(ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1",
-               PATH="%s:%s" % (BIN, env.get("PATH", "")))
-    return env
-
-
 def playbook(inventory, *args, playbook_path="site.yml"):
-    proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(inventory), playbook_path, *args],
-                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=1200, check=False)
-    return proc.returncode, proc.stdout + proc.stderr
-
-
-def recap(output):
-    found = {m.group(1): {"ok": int(m.group(2)), "changed": int(m.group(3)),
-                          "unreachable": int(m.group(4)), "failed": int(m.group(5))}
-             for m in RECAP.finditer(output)}
-    assert found, "no PLAY RECAP in output:\n" + output[-3000:]
-    return found
-
-
-def changed_tasks(output):
-    """Names of the tasks that reported changed (for a readable failure)."""
-    names, task = [], None
-    for line in output.splitlines():
-        if line.startswith("TASK ["):
-            task = line
-        elif line.startswith("changed:") and task:
-            names.append(task)
-    return names
+    return run_playbook(inventory, playbook_path, *args, timeout=1200)
 
 
 def free_node_ports(api, count):
@@ -585,7 +556,7 @@ def test_rendered_manifests_pass_strict_validation(cluster, tmp_path):
     proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local",
                            "-e", "ansible_python_interpreter=%s" % sys.executable,
                            "-e", "@%s" % (tmp_path / "extra.json"), str(tmp_path / "render.yml")],
-                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300, check=False)
+                          cwd=REPO, env=env(), capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     files = sorted(out.glob("*.yaml"))
     assert len(files) == len(manifests)
