@@ -5,14 +5,18 @@ Only the API server on 127.0.0.1 is contacted; pod and service IPs are never dia
 from __future__ import annotations
 
 import ipaddress
+import os
+import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from tools.testbed import versions
+from tools.testbed import build, versions
+from tools.testbed import cluster as testbed_cluster
 
 pytestmark = pytest.mark.integration
 
@@ -190,3 +194,72 @@ def test_validating_admission_policy_denies_with_its_message(api, ns):
     finally:
         adm.delete_validating_admission_policy_binding(policy)
         adm.delete_validating_admission_policy(policy)
+
+
+# --- Helm and its diff plugin --------------------------------------------------------------
+
+def _helm(cluster, *args: str, kube: bool = True) -> subprocess.CompletedProcess:
+    """Run the test bed's Helm as kubernetes.core.helm does: no HELM_* variables of our own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HELM_")}
+    argv = [cluster.helm, *args, *(["--kubeconfig", cluster.kubeconfig] if kube else [])]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env, check=False)
+
+
+def test_helm_lists_the_pinned_diff_plugin(cluster):
+    from ansible_collections.kubernetes.core.plugins.module_utils.helm import parse_helm_plugin_list
+
+    proc = _helm(cluster, "plugin", "list", kube=False)
+    assert proc.returncode == 0, proc.stderr
+    # The parser kubernetes.core.helm uses to decide whether to run `helm diff upgrade`.
+    plugins = {name: version for name, version, _ in parse_helm_plugin_list(proc.stdout.splitlines())}
+    assert plugins.get("diff") == versions.HELM_DIFF.lstrip("v")
+    assert "WARNING" not in proc.stdout + proc.stderr
+
+
+def _configmap_chart(root: Path) -> Path:
+    chart = root / "diffproof"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: diffproof\nversion: 0.1.0\n")
+    (chart / "values.yaml").write_text("greeting: hello\n")
+    (chart / "templates" / "configmap.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-greeting\n"
+        "data:\n  greeting: {{ .Values.greeting | quote }}\n")
+    return chart
+
+
+def test_helm_diff_upgrade_shows_a_changed_value(cluster, ns, tmp_path):
+    chart = str(_configmap_chart(tmp_path))
+    release = "diffproof"
+    proc = _helm(cluster, "install", release, chart, "-n", ns, "--set", "greeting=hello")
+    assert proc.returncode == 0, proc.stderr
+    try:
+        diff = ["diff", "upgrade", release, chart, "-n", ns, "--no-color", "--detailed-exitcode"]
+        changed = _helm(cluster, *diff, "--set", "greeting=world")
+        assert changed.returncode == 2, changed.stdout + changed.stderr  # 2: there are changes
+        assert f"{ns}, {release}-greeting, ConfigMap (v1) has changed:" in changed.stdout
+        lines = [line.strip() for line in changed.stdout.splitlines()]
+        assert '-   greeting: "hello"' in lines and '+   greeting: "world"' in lines, changed.stdout
+
+        same = _helm(cluster, *diff, "--set", "greeting=hello")
+        assert same.returncode == 0, same.stdout + same.stderr
+        assert same.stdout.strip() == ""
+    finally:
+        _helm(cluster, "uninstall", release, "-n", ns, "--wait")
+
+
+def test_helm_wrapper_replaces_an_old_symlink_and_is_idempotent(cluster, tmp_path):
+    """A state directory from before the plugin (bin/helm a symlink) gets the wrapper and the plugin
+    from the already-running path of ensure_up(); a second call changes nothing."""
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "helm").symlink_to(build.BINARIES["helm"].path)
+    testbed_cluster._ensure_helm(tmp_path)
+    wrapper = tmp_path / "bin" / "helm"
+    assert not wrapper.is_symlink() and os.access(wrapper, os.X_OK)
+    diff = tmp_path / "helm-plugins" / "diff" / "bin" / "diff"
+    assert diff.resolve() == build.BINARIES["helm-diff"].path.resolve()
+    before = {p: p.lstat().st_mtime_ns for p in (wrapper, diff, tmp_path / "helm-plugins" / "diff" / "plugin.yaml")}
+    testbed_cluster._ensure_helm(tmp_path)
+    assert {p: p.lstat().st_mtime_ns for p in before} == before
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HELM_")}
+    out = subprocess.run([str(wrapper), "plugin", "list"], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.splitlines()[1].split("\t")[0] == "diff"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import ssl
 import time
@@ -55,6 +56,85 @@ class ClusterInfo:
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
+
+
+def helm_plugins_dir(state: Path) -> Path:
+    """HELM_PLUGINS of the test bed's Helm (`<state>/helm-plugins`): holds the helm-diff plugin."""
+    return state / "helm-plugins"
+
+
+_DIFF_PLUGIN_YAML = """\
+# Written by tools/testbed/cluster.py: the helm-diff plugin, built from source ({module}@{version}).
+name: diff
+version: "{plain}"
+usage: Preview helm upgrade changes as a diff
+description: Preview helm upgrade changes as a diff
+ignoreFlags: false
+platformCommand:
+  - command: $HELM_PLUGIN_DIR/bin/diff
+"""
+
+
+HELM_BINARIES = ("helm", "helm-diff")
+
+
+def _helm_layout(state: Path, bins: dict[str, Path]) -> tuple[dict[Path, tuple[str, int]], dict[Path, Path]]:
+    """What `<state>/bin/helm` and `<state>/helm-plugins/` should hold: files (text, mode) and symlinks."""
+    plugins = helm_plugins_dir(state)
+    wrapper = ("#!/bin/sh\n"
+               "# Written by tools/testbed/cluster.py: the test bed's Helm with its plugins (helm-diff).\n"
+               f"HELM_PLUGINS={shlex.quote(str(plugins))}\n"
+               "export HELM_PLUGINS\n"
+               f'exec {shlex.quote(str(bins["helm"]))} "$@"\n')
+    plugin_yaml = _DIFF_PLUGIN_YAML.format(module="github.com/databus23/helm-diff/v3", version=versions.HELM_DIFF,
+                                           plain=versions.HELM_DIFF.lstrip("v"))
+    files = {state / "bin" / "helm": (wrapper, 0o755), plugins / "diff" / "plugin.yaml": (plugin_yaml, 0o644)}
+    links = {plugins / "diff" / "bin" / "diff": bins["helm-diff"]}
+    return files, links
+
+
+def _file_is(path: Path, text: str, mode: int) -> bool:
+    return (path.is_file() and not path.is_symlink() and (path.stat().st_mode & 0o777) == mode
+            and path.read_text() == text)
+
+
+def _helm_current(state: Path, bins: dict[str, Path]) -> bool:
+    """True when the wrapper and plugin layout are already written for these (existing) binaries."""
+    files, links = _helm_layout(state, bins)
+    return (all(os.access(b, os.X_OK) for b in bins.values())
+            and all(_file_is(p, text, mode) for p, (text, mode) in files.items())
+            and all(p.is_symlink() and os.readlink(p) == str(t) for p, t in links.items()))
+
+
+def _write_helm(state: Path, bins: dict[str, Path]) -> None:
+    """`<state>/bin/helm`: a wrapper that runs the cached Helm with HELM_PLUGINS set to
+    `<state>/helm-plugins`, which holds the helm-diff plugin (plugin.yaml + bin/diff, a symlink
+    into the cache).  Every caller of `ClusterInfo.helm` (tests, the `local` inventory's
+    `datalab_helm_binary`, kubernetes.core.helm) gets the plugin without any environment of its
+    own.  Idempotent: unchanged files are left alone; each write replaces atomically (an old
+    state directory's `bin/helm` symlink becomes the wrapper)."""
+    files, links = _helm_layout(state, bins)
+    for link, target in links.items():
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not (link.is_symlink() and os.readlink(link) == str(target)):
+            tmp = link.with_name(f".{link.name}.new")
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(target)
+            os.replace(tmp, link)
+    for path, (text, mode) in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not _file_is(path, text, mode):
+            tmp = path.with_name(f".{path.name}.new")
+            tmp.write_text(text)
+            tmp.chmod(mode)
+            os.replace(tmp, path)
+
+
+def _ensure_helm(state: Path) -> None:
+    """Bring the Helm wrapper and plugins of a running test bed up to date (a test bed started
+    before the plugin existed gets it).  Free when current: no binary is run then."""
+    if not _helm_current(state, {n: build.BINARIES[n].path for n in HELM_BINARIES}):
+        _write_helm(state, build.ensure_binaries(HELM_BINARIES))
 
 
 def _state() -> Path:
@@ -273,6 +353,7 @@ def _check_alive() -> None:
 def ensure_up() -> tuple[ClusterInfo, bool]:
     """Start the cluster unless a healthy one runs. Returns (info, started_by_this_call)."""
     if running():
+        _ensure_helm(_state())
         return info(), False
     state = _state()
     if _procs().recorded():
@@ -284,8 +365,7 @@ def ensure_up() -> tuple[ClusterInfo, bool]:
     if state.exists():
         shutil.rmtree(state)
     state.mkdir(parents=True)
-    (state / "bin").mkdir()
-    (state / "bin" / "helm").symlink_to(bins["helm"])
+    _write_helm(state, bins)
     _write_pki(state)
     (state / "kubeconfig").write_text(yaml.safe_dump(_kubeconfig(state)))
     (state / "kubeconfig").chmod(0o600)

@@ -8,5 +8,8 @@ KUBERNETES = "v1.34.4"
 ETCD = "v3.6.16"
 KWOK = "v0.8.0"
 HELM = "v3.22.0"
+# The helm-diff plugin (github.com/databus23/helm-diff/v3), so kubernetes.core.helm can show real
+# diffs in check/diff mode.  The only version the module proxy here serves.
+HELM_DIFF = "v3.9.14"
 # Same version as the keycloak role's default image (roles/keycloak/defaults/main.yml).
 KEYCLOAK = "26.5.5"
