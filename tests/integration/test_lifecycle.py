@@ -42,6 +42,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from pathlib import Path
 
 import pytest
 import yaml
@@ -692,8 +693,7 @@ def test_a_converge_killed_after_keycloak_recovers_on_rerun(life, apis, cluster)
         assert life["kc"].realm_exists(life["realm"])
         assert helm_releases(cluster, ns) == {}
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(30)
+        kill_run(proc)
         proc.stdout.close()
     life["timings"].append(("killed converge", round(time.monotonic() - started, 1)))
     (life["tmp"] / "killed.log").write_text("".join(seen))
@@ -705,6 +705,44 @@ def test_a_converge_killed_after_keycloak_recovers_on_rerun(life, apis, cluster)
     assert_same(snapshot(apis, cluster, life), reference)
     rc, out = playbook(life, log="recovered-again.log")
     assert_quiet(rc, out)
+
+
+def _descendants(pid):
+    """Process ids below `pid` (read from /proc), e.g. the module processes and helm of a playbook run."""
+    children = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _is_helm(pid):
+    try:
+        return Path("/proc/%d/exe" % pid).resolve().name == "helm"
+    except OSError:
+        return False
+
+
+def kill_run(proc):
+    """SIGKILL a playbook run with everything it started: Ansible runs modules in sessions of their
+    own, which a kill of its process group would leave running (a helm upgrade would finish)."""
+    below = _descendants(proc.pid)
+    os.killpg(proc.pid, signal.SIGKILL)
+    for pid in below:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait(30)
+    return below
 
 
 def _release_secrets(apis, ns, release):
@@ -722,10 +760,15 @@ def test_a_run_killed_while_helm_upgrades_the_hub_is_undone_and_completed(life, 
         assert_ok(rc, out)
     start = _release_secrets(apis, ns, "jupyterhub")
     pending_revision = max(start) + 1
-    # A change for the chart to roll out: the inventory goes back to the first stand-in chart
-    # version. A quota that admits no pod holds the hub's rollout, so Helm waits in pending-upgrade.
-    first_version = yaml.safe_load((STANDIN / "Chart.yaml").read_text())["version"]
-    life["groupvars"].update(jupyterhub_chart_ref=str(STANDIN), jupyterhub_chart_version=first_version)
+    # A change for the chart to roll out: the inventory switches to the other stand-in chart version
+    # (back to the first one after the upgrade test). A quota that admits no pod holds the hub's
+    # rollout, so Helm waits in pending-upgrade.
+    charts = {yaml.safe_load((path / "Chart.yaml").read_text())["version"]: (path, image)
+              for path, image in ((STANDIN, "registry.k8s.io/pause:3.10"), (STANDIN_NEXT, "registry.k8s.io/pause:3.10.1"))}
+    deployed = helm_releases(cluster, ns)["jupyterhub"]["chart"]
+    (target_version, (target_chart, target_image)), = [
+        (v, c) for v, c in charts.items() if deployed != "jupyterhub-" + v]
+    life["groupvars"].update(jupyterhub_chart_ref=str(target_chart), jupyterhub_chart_version=target_version)
     write_inventory(life)
     core.create_namespaced_resource_quota(ns, {"metadata": {"name": "hold-rollouts"}, "spec": {"hard": {"pods": "0"}}})
     started = time.monotonic()
@@ -739,9 +782,10 @@ def test_a_run_killed_while_helm_upgrades_the_hub_is_undone_and_completed(life, 
             assert time.monotonic() < deadline, "Helm never started the upgrade"
             time.sleep(0.3)
         time.sleep(1)  # Helm has applied the new objects and waits for the hub's rollout
+        helm_pids = [pid for pid in _descendants(proc.pid) if _is_helm(pid)]
+        assert helm_pids, "no helm process under the run"
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(30)
+        kill_run(proc)
         log.close()
         core.delete_namespaced_resource_quota("hold-rollouts", ns)
     life["timings"].append(("killed inside helm", round(time.monotonic() - started, 1)))
@@ -754,15 +798,15 @@ def test_a_run_killed_while_helm_upgrades_the_hub_is_undone_and_completed(life, 
     undo = "TASK [datalab.notebooks.jupyterhub : Undo the interrupted operation (pending-install, -upgrade or -rollback)"
     assert any(t.startswith(undo) for t in changed_tasks(out)), changed_tasks(out)
     assert "TASK [datalab.notebooks.jupyterhub : Install the JupyterHub chart after the recovery]" in changed_tasks(out)
-    # Helm's history: the interrupted upgrade, its rollback, then the upgrade that completed.
+    # Helm's history: the interrupted upgrade (Helm keeps that record as it was), its rollback, then
+    # the upgrade that completed, which is the release now.
     history = _release_secrets(apis, ns, "jupyterhub")
-    assert history[pending_revision] != "pending-upgrade"
-    assert history[pending_revision + 2] == "deployed", history
-    assert [r for r, status in history.items() if status.startswith("pending")] == []
+    assert max(history) == pending_revision + 2, history
+    assert (history[pending_revision + 1], history[pending_revision + 2]) == ("superseded", "deployed"), history
     release = helm_releases(cluster, ns)["jupyterhub"]
-    assert release["chart"] == "jupyterhub-" + first_version and int(release["revision"]) == pending_revision + 2
-    rolled_out(apis, ns, "hub", "registry.k8s.io/pause:3.10")
-    rolled_out(apis, ns, "proxy", "registry.k8s.io/pause:3.10")
+    assert release["chart"] == "jupyterhub-" + target_version and int(release["revision"]) == pending_revision + 2
+    rolled_out(apis, ns, "hub", target_image)
+    rolled_out(apis, ns, "proxy", target_image)
     rc, out = playbook(life, log="helm-recovered-again.log")
     assert_quiet(rc, out)
     life["reference"] = snapshot(apis, cluster, life)

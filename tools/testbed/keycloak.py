@@ -202,7 +202,7 @@ def _required_java(dist: Path) -> int:
     return 17
 
 
-def _java_env(dist: Path) -> dict:
+def java_env(dist: Path) -> dict:
     """JAVA (and JAVA_HOME) for kc.sh: the first JVM new enough for the distribution."""
     need = _required_java(dist)
     override = os.environ.get("DATALAB_KEYCLOAK_JAVA_HOME")
@@ -325,7 +325,7 @@ def up() -> dict:
             f"--http-host={host}", f"--https-port={port}", f"--http-management-port={mgmt}",
             "--cache=local", "--log-console-color=false"]
     env = {
-        **_java_env(dist),
+        **java_env(dist),
         # The keystore password goes by environment rather than argv so that `ps` does not show it;
         # it is the same option as --https-key-store-password.
         "KC_HTTPS_KEY_STORE_PASSWORD": store_pw,

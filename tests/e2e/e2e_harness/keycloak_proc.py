@@ -82,7 +82,7 @@ def up(p: Platform, dist: Path, timeout: float = 240) -> dict:
             f"--https-port={p.keycloak_port}", f"--http-management-port={mgmt}", "--cache=local",
             "--log-console-color=false"]
     env = {  # secrets through the environment, not the command line (visible in ps)
-        **tb_keycloak._java_env(dist),  # the same JVM choice as the test bed's Keycloak
+        **tb_keycloak.java_env(dist),  # the same JVM choice as the test bed's Keycloak
         "KC_HTTPS_KEY_STORE_PASSWORD": p.keystore_password,
         "KC_BOOTSTRAP_ADMIN_USERNAME": p.admin_username,
         "KC_BOOTSTRAP_ADMIN_PASSWORD": p.admin_password,
