@@ -211,7 +211,7 @@ def test_helm_lists_the_pinned_diff_plugin(cluster):
     proc = _helm(cluster, "plugin", "list", kube=False)
     assert proc.returncode == 0, proc.stderr
     # The parser kubernetes.core.helm uses to decide whether to run `helm diff upgrade`.
-    plugins = {name: version for name, version, _ in parse_helm_plugin_list(proc.stdout.splitlines())}
+    plugins = {row[0]: row[1] for row in parse_helm_plugin_list(proc.stdout.splitlines())}
     assert plugins.get("diff") == versions.HELM_DIFF.lstrip("v")
     assert "WARNING" not in proc.stdout + proc.stderr
 
