@@ -52,3 +52,10 @@ def changed_tasks(output: str) -> list[str]:
         elif line.startswith("changed:") and task:
             names.append(task)
     return names
+
+
+def host_recap(output: str, host: str) -> dict:
+    """The PLAY RECAP counts of one host; fails when that host has none."""
+    found = recap(output)
+    assert host in found, "no PLAY RECAP for %s:\n%s" % (host, output[-3000:])
+    return found[host]

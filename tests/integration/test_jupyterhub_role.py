@@ -29,7 +29,7 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from tests.ansible_run import changed_tasks, recap, run_playbook
+from tests.ansible_run import changed_tasks, host_recap, run_playbook
 
 pytestmark = pytest.mark.integration
 
@@ -44,12 +44,6 @@ LABELS = ("app.kubernetes.io/part-of", "app.kubernetes.io/managed-by",
 
 def playbook(inventory, *args):
     return run_playbook(inventory, "playbooks/jupyterhub.yml", *args, timeout=900)
-
-
-def host_recap(output, host):
-    found = recap(output)
-    assert host in found, "no PLAY RECAP for %s:\n%s" % (host, output[-3000:])
-    return found[host]
 
 
 def write_inventory(path, host, hostvars):

@@ -34,7 +34,6 @@ import os
 import random
 import re
 import signal
-import ssl
 import subprocess
 import sys
 import time
@@ -49,7 +48,8 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from tests.ansible_run import REPO, argv, changed_tasks, env, recap, run_playbook
+from tests.ansible_run import REPO, argv, changed_tasks, env, host_recap, run_playbook
+from tests.keycloak_admin import KeycloakAdmin
 
 pytestmark = pytest.mark.integration
 
@@ -78,20 +78,14 @@ def playbook(life, *args, path="site.yml", log=None):
     return rc, out
 
 
-def host_recap(out):
-    found = recap(out)
-    assert HOST in found, "no PLAY RECAP for %s:\n%s" % (HOST, out[-3000:])
-    return found[HOST]
-
-
 def assert_ok(rc, out):
     assert rc == 0, out[-5000:]
-    assert host_recap(out)["failed"] == 0, out[-5000:]
+    assert host_recap(out, HOST)["failed"] == 0, out[-5000:]
 
 
 def assert_quiet(rc, out):
     assert_ok(rc, out)
-    assert host_recap(out)["changed"] == 0, changed_tasks(out)
+    assert host_recap(out, HOST)["changed"] == 0, changed_tasks(out)
 
 
 def write_inventory(life):
@@ -130,33 +124,8 @@ def wait_for(predicate, timeout=180, what="condition"):
     raise AssertionError("timed out waiting for " + what)
 
 
-class Keycloak:
+class Keycloak(KeycloakAdmin):
     """The test-bed Keycloak: admin calls for assertions and the hub's login flow."""
-
-    def __init__(self, kc):
-        self.url = kc["url"].rstrip("/")
-        self.ctx = ssl.create_default_context(cafile=kc["ca_path"])
-        self._admin = urllib.parse.urlencode({"grant_type": "password", "client_id": "admin-cli",
-                                              "username": kc["username"], "password": kc["password"]}).encode()
-
-    def _open(self, req, opener=None):
-        opener = opener or urllib.request.build_opener(urllib.request.HTTPSHandler(context=self.ctx))
-        with opener.open(req, timeout=30) as resp:
-            return resp.status, resp.read()
-
-    def admin(self, method, path):
-        body = self._open(urllib.request.Request(self.url + "/realms/master/protocol/openid-connect/token",
-                                                 data=self._admin))[1]
-        req = urllib.request.Request(self.url + "/admin/realms" + path, method=method)
-        req.add_header("Authorization", "Bearer " + json.loads(body)["access_token"])
-        try:
-            status, body = self._open(req)
-        except urllib.error.HTTPError as exc:
-            return exc.code, None
-        return status, json.loads(body) if body else None
-
-    def realm_exists(self, realm):
-        return self.admin("GET", "/" + realm)[0] == 200
 
     def authorization_code(self, realm, client_id, redirect_uri, username, password):
         """Log in as a user the way the hub sends a browser: returns the code for redirect_uri."""
@@ -170,13 +139,13 @@ class Keycloak:
                                              urllib.request.HTTPCookieProcessor(jar), NoRedirect())
         query = urllib.parse.urlencode({"client_id": client_id, "redirect_uri": redirect_uri,
                                         "response_type": "code", "scope": "openid", "state": uuid.uuid4().hex})
-        page = self._open(urllib.request.Request(
+        page = self.open(urllib.request.Request(
             "%s/realms/%s/protocol/openid-connect/auth?%s" % (self.url, realm, query)), opener)[1]
         action = html.unescape(re.search(r'<form[^>]*id="kc-form-login"[^>]*action="([^"]+)"', page.decode()).group(1))
         form = urllib.parse.urlencode({"username": username, "password": password, "credentialId": ""}).encode()
         location = None
         try:
-            self._open(urllib.request.Request(action, data=form), opener)
+            self.open(urllib.request.Request(action, data=form), opener)
         except urllib.error.HTTPError as exc:
             assert exc.code in (302, 303), exc.code
             location = exc.headers["Location"]
@@ -190,7 +159,7 @@ class Keycloak:
                                        "client_id": client_id, "client_secret": client_secret}).encode()
         req = urllib.request.Request("%s/realms/%s/protocol/openid-connect/token" % (self.url, realm), data=form)
         try:
-            status, body = self._open(req)
+            status, body = self.open(req)
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read() or b"{}").get("error")
         assert "access_token" in json.loads(body)
@@ -263,11 +232,11 @@ def snapshot(apis, cluster, life):
         label_selector=selector).items, lambda o: {"spec": spec(o)})
     shot["helm"] = {name: (r["chart"], r["status"]) for name, r in helm_releases(cluster, ns).items()}
     kc, realm = life["kc"], life["realm"]
-    status, clients = kc.admin("GET", "/%s/clients?clientId=jupyterhub" % realm)
+    status, clients = kc.request("GET", "/%s/clients?clientId=jupyterhub" % realm)
     if status == 200 and clients:
         (cl,) = clients
-        users = kc.admin("GET", "/%s/users?max=100" % realm)[1]
-        groups = kc.admin("GET", "/%s/groups" % realm)[1]
+        users = kc.request("GET", "/%s/users?max=100" % realm)[1]
+        groups = kc.request("GET", "/%s/groups" % realm)[1]
         fields = ("redirectUris", "webOrigins", "rootUrl", "publicClient", "standardFlowEnabled",
                   "directAccessGrantsEnabled")
         shot["realm"] = {"client": {k: cl.get(k) for k in fields},
@@ -358,7 +327,7 @@ def wipe(apis, life):
         for item in apis["adm"].list_validating_admission_policy(label_selector=selector).items:
             ignore_missing(apis["adm"].delete_validating_admission_policy, item.metadata.name)
     if life["kc"].realm_exists(life["realm"]):
-        life["kc"].admin("DELETE", "/" + life["realm"])
+        life["kc"].request("DELETE", "/" + life["realm"])
     for ns in (life["ns"], life["other_ns"]):
         wait_for(lambda n=ns: ignore_missing(apis["core"].read_namespace, n) is None, 300, "namespace %s gone" % ns)
 
@@ -604,7 +573,7 @@ def test_uninstall_removes_one_install_keeps_its_data_and_purge_removes_the_rest
     # The preview names what would go and removes nothing.
     rc, out = playbook(life, "--check", "--diff", path="playbooks/uninstall.yml", log="uninstall-check.log")
     assert_ok(rc, out)
-    assert host_recap(out)["changed"] > 0 and '"Deployment/keycloak",' in out and '"Secret/keycloak-admin",' not in out
+    assert host_recap(out, HOST)["changed"] > 0 and '"Deployment/keycloak",' in out and '"Secret/keycloak-admin",' not in out
     assert snapshot(apis, cluster, life) == before and set(helm_releases(cluster, ns)) == {"jupyterhub"}
 
     # Uninstall: everything of the install goes, the data and everything of others stays.
@@ -640,8 +609,8 @@ def test_uninstall_removes_one_install_keeps_its_data_and_purge_removes_the_rest
     assert {n: secret_data(apis, ns, n) for n in kept_secrets} == kept_secrets
     after = snapshot(apis, cluster, life)
     assert_same(after, before)
-    clients = life["kc"].admin("GET", "/%s/clients?clientId=jupyterhub" % realm)[1]
-    secret = life["kc"].admin("GET", "/%s/clients/%s/client-secret" % (realm, clients[0]["id"]))[1]
+    clients = life["kc"].request("GET", "/%s/clients?clientId=jupyterhub" % realm)[1]
+    secret = life["kc"].request("GET", "/%s/clients/%s/client-secret" % (realm, clients[0]["id"]))[1]
     assert secret["value"] == secret_data(apis, ns, "jupyterhub-oauth-client")["client-secret"]
     # The reference for an install from nothing: without the user's volume and the foreign ConfigMap.
     life["reference"] = {k: v for k, v in after.items()

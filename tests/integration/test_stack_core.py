@@ -38,6 +38,7 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from tests.ansible_run import changed_tasks, env, recap, run_playbook
+from tests.keycloak_admin import KeycloakAdmin
 
 pytestmark = pytest.mark.integration
 
@@ -68,35 +69,6 @@ def free_node_ports(api, count):
 def secret_data(api, ns, name):
     data = api.read_namespaced_secret(name, ns).data or {}
     return {k: base64.b64decode(v) for k, v in data.items()}
-
-
-class KeycloakAdmin:
-    """Minimal admin REST client for assertions (the module under test has its own)."""
-
-    def __init__(self, kc):
-        self.url = kc["url"].rstrip("/")
-        self.ctx = ssl.create_default_context(cafile=kc["ca_path"])
-        self._form = urllib.parse.urlencode({"grant_type": "password", "client_id": "admin-cli",
-                                             "username": kc["username"], "password": kc["password"]}).encode()
-
-    def _call(self, method, path, data=None, token=True):
-        req = urllib.request.Request(self.url + path, data=data, method=method)
-        if token:  # a fresh token per call: admin tokens live 60 s, a converge takes longer
-            fresh = self._call("POST", "/realms/master/protocol/openid-connect/token", self._form, token=False)
-            req.add_header("Authorization", "Bearer " + fresh["access_token"])
-        with urllib.request.urlopen(req, context=self.ctx, timeout=30) as resp:
-            body = resp.read()
-        return json.loads(body) if body else None
-
-    def get(self, path):
-        return self._call("GET", "/admin/realms" + path)
-
-    def delete(self, path):
-        try:
-            self._call("DELETE", "/admin/realms" + path)
-        except urllib.error.HTTPError as exc:
-            if exc.code != 404:
-                raise
 
 
 def write_inventory(path, hostvars, groupvars):
