@@ -2,7 +2,10 @@
 
 Starts the test bed (cluster + Keycloak) once for all layers, or reuses the one
 already running, and stops what it started at the end, then checks that no
-process it started is left.  Closes with one line `summary: N passed, N failed, N skipped`.
+process it started is left.  Before the first test it prepares what every layer
+needs (`tools.e2e_setup`: browser, hub venvs, proxy, jars), so a fresh machine runs
+exactly the tests a warm one does.  Prints each layer's time, then the skipped tests
+with their reasons, and closes with one line `summary: N passed, N failed, N skipped`.
 """
 from __future__ import annotations
 
@@ -24,12 +27,25 @@ BIN = Path(sys.executable).parent
 ARTIFACTS = REPO / "artifacts"
 
 
-def step(name: str, argv: list[str], env: dict | None = None) -> bool:
+def step(name: str, argv: list[str], env: dict | None = None) -> tuple[bool, float]:
     print(f"\n==> {name}: {' '.join(argv)}", flush=True)
     t0 = time.monotonic()
     rc = subprocess.run(argv, cwd=REPO, env={**os.environ, **(env or {})}, check=False).returncode
-    print(f"==> {name}: {'ok' if rc == 0 else f'FAILED (exit {rc})'} in {time.monotonic() - t0:.0f}s", flush=True)
-    return rc == 0
+    took = time.monotonic() - t0
+    print(f"==> {name}: {'ok' if rc == 0 else f'FAILED (exit {rc})'} in {took:.0f}s", flush=True)
+    return rc == 0, took
+
+
+def junit_skips(path: Path) -> list[str]:
+    """`test id: reason` of every skipped test in a JUnit file."""
+    if not path.exists():
+        return []
+    out = []
+    for case in ET.parse(path).getroot().iter("testcase"):
+        skipped = case.find("skipped")
+        if skipped is not None:
+            out.append(f"{case.get('classname')}::{case.get('name')}: {skipped.get('message', '').strip()}")
+    return out
 
 
 def junit_counts(path: Path) -> tuple[int, int, int]:
@@ -46,7 +62,7 @@ def junit_counts(path: Path) -> tuple[int, int, int]:
 def layers() -> list[tuple[str, list[str]]]:
     """The layers in order.  Each is one command; pytest layers write JUnit XML for the summary."""
     py = str(BIN / "python")
-    out = []
+    out = [("prepare", [py, "-m", "tools.e2e_setup"])]
     if (REPO / "roles").is_dir():
         out.append(("lint", ["make", "-s", "lint"]))
     out.append(("sanity", [py, "-m", "tools.run_sanity"]))
@@ -66,15 +82,20 @@ def main() -> int:
            "MOLECULE_EPHEMERAL_DIRECTORY": str(ARTIFACTS / "molecule-local")}
     started_cluster = started_keycloak = False
     results: list[tuple[str, bool]] = []
+    times: dict[str, float] = {}
     try:
         t0 = time.monotonic()
         started_cluster = cluster.ensure_up()[1]
-        print(f"==> test bed cluster {'started' if started_cluster else 'reused'} in {time.monotonic() - t0:.0f}s")
+        times["test bed cluster"] = time.monotonic() - t0
+        print(f"==> test bed cluster {'started' if started_cluster else 'reused'} in {times['test bed cluster']:.0f}s")
         t0 = time.monotonic()
         started_keycloak = bool(keycloak.up().get("started"))
-        print(f"==> test bed Keycloak {'started' if started_keycloak else 'reused'} in {time.monotonic() - t0:.0f}s")
+        times["test bed Keycloak"] = time.monotonic() - t0
+        print(f"==> test bed Keycloak {'started' if started_keycloak else 'reused'} in "
+              f"{times['test bed Keycloak']:.0f}s")
         for name, argv in layers():
-            results.append((name, step(name, argv, env)))
+            ok, times[name] = step(name, argv, env)
+            results.append((name, ok))
     except TestbedError as exc:
         print(f"==> test bed error: {exc}", flush=True)
         results.append(("testbed", False))
@@ -92,7 +113,10 @@ def main() -> int:
     passed, failed, skipped = (sum(c[i] for c in counts) for i in range(3))
     junit_layers = ("pytest", "e2e")
     step_failures = sum(1 for name, ok in results if not ok and name not in junit_layers)
-    print("\n" + "\n".join(f"    {name:12} {'ok' if ok else 'FAILED'}" for name, ok in results))
+    print("\n" + "\n".join(f"    {name:18} {times[name]:6.0f}s" for name in times if name not in dict(results)))
+    print("\n".join(f"    {name:18} {times.get(name, 0):6.0f}s  {'ok' if ok else 'FAILED'}" for name, ok in results))
+    skips = [s for f in ("pytest.xml", "e2e.xml") for s in junit_skips(ARTIFACTS / f)]
+    print(f"skipped ({len(skips)}):" + "".join(f"\n    {s}" for s in skips))
     print(f"summary: {passed + sum(1 for n, ok in results if ok and n not in junit_layers)} passed, "
           f"{failed + step_failures} failed, {skipped} skipped")
     return 0 if all(ok for dummy, ok in results) else 1

@@ -97,7 +97,7 @@ def e2e_keycloak(platform, e2e_tools, artifacts, platform_ca_file):
     from e2e_harness.platform import HarnessError
 
     try:
-        info = keycloak_proc.up(platform, Path(e2e_tools["keycloak_dist"]))
+        info = keycloak_proc.up(platform)
         pf.reimport_realm(platform, artifacts, platform.keycloak_url, platform_ca_file)
     except HarnessError as exc:
         pytest.fail(str(exc), pytrace=False)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import json
-import random
 import sys
 import uuid
 from pathlib import Path
@@ -30,6 +29,7 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from tests.ansible_run import changed_tasks, host_recap, run_playbook
+from tests.node_ports import free_node_ports
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +37,6 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 STANDIN = REPO / "tests" / "standins" / "charts" / "jupyterhub"
 NOTEBOOK = REPO / "roles" / "jupyterhub" / "files" / "notebooks" / "process-s3.ipynb"
-RESERVED_NODE_PORTS = {31093, 31095, 31193, 31195}
 LABELS = ("app.kubernetes.io/part-of", "app.kubernetes.io/managed-by",
           "app.kubernetes.io/name", "app.kubernetes.io/instance")
 
@@ -75,9 +74,7 @@ def install(cluster, api_client, core, tmp_path_factory):
     uid = uuid.uuid4().hex[:6]
     tmp = tmp_path_factory.mktemp("jupyterhub-role")
     ns, host = f"dl-jh-{uid}", f"jh-{uid}"
-    used = {p.node_port for s in core.list_service_for_all_namespaces().items
-            for p in (s.spec.ports or []) if p.node_port}
-    port = random.choice([p for p in range(30100, 32700) if p not in used | RESERVED_NODE_PORTS])
+    port = free_node_ports(core, 1)[0]
     node_ip = cluster.nodes[0]["ExternalIP"] if cluster.nodes else "127.0.1.2"
     chart_version = yaml.safe_load((STANDIN / "Chart.yaml").read_text())["version"]
 

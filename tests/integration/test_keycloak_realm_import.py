@@ -12,9 +12,11 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
@@ -29,7 +31,11 @@ from ansible_collections.datalab.notebooks.plugins.module_utils.keycloak_admin i
 pytestmark = pytest.mark.integration
 
 MODULE = "datalab.notebooks.keycloak_realm_import"
-DEMO = REPO / "tests" / "fixtures" / "realm-demo.json"
+FIXTURE = REPO / "tests" / "fixtures" / "realm-demo.json"
+# This module's own realm in the shared Keycloak (a demo's or another run's realms stay untouched).
+REALM = "test-import-" + uuid.uuid4().hex[:6]
+DEMO = Path(tempfile.mkdtemp(prefix="realm-import-")) / "realm.json"
+DEMO.write_text(json.dumps({**json.loads(FIXTURE.read_text()), "realm": REALM}))
 ANSIBLE = Path(sys.executable).parent / "ansible"
 
 
@@ -101,11 +107,11 @@ def password_grant(kc, realm, client_id, secret, username, password):
 @pytest.fixture(scope="module")
 def imported(kc, admin):
     """The demo realm freshly created by the module (deleted first if a previous run left it)."""
-    admin.delete("/demo")
+    admin.delete("/" + REALM)
     result, out = run_module(conn_args(kc, src=str(DEMO)), "--diff")
     yield result, out
     if not os.environ.get("DATALAB_KEEP_TESTBED"):
-        admin.delete("/demo")
+        admin.delete("/" + REALM)
 
 
 def test_missing_realm_is_created_in_one_request(imported, admin):
@@ -114,9 +120,9 @@ def test_missing_realm_is_created_in_one_request(imported, admin):
     # token + "does the realm exist" + the one POST /admin/realms
     assert result["api_requests"] == 3
     assert result["created"] == {"realm": 1, "roles": 1, "groups": 5, "client_scopes": 0, "clients": 1, "users": 7}
-    daniel = user(admin, "demo", "daniel.king")
+    daniel = user(admin, REALM, "daniel.king")
     assert daniel["email"] == "daniel.king@knab.com" and daniel["attributes"]["department"] == ["compliance"]
-    assert user_groups(admin, "demo", daniel["id"]) == ["/Compliance and Regulation/Analytics"]
+    assert user_groups(admin, REALM, daniel["id"]) == ["/Compliance and Regulation/Analytics"]
 
 
 def test_secrets_never_in_output(imported, kc):
@@ -140,9 +146,9 @@ def test_rerun_is_unchanged(imported, kc):
 
 def test_demo_user_gets_token_with_client_secret(imported, kc):
     secret = demo()["clients"][0]["secret"]
-    status, body = password_grant(kc, "demo", "jupyterhub", secret, "daniel.king", "daniel.king")
+    status, body = password_grant(kc, REALM, "jupyterhub", secret, "daniel.king", "daniel.king")
     assert status == 200 and body.get("access_token"), body
-    status, body = password_grant(kc, "demo", "jupyterhub", "wrong-secret", "daniel.king", "daniel.king")
+    status, body = password_grant(kc, REALM, "jupyterhub", "wrong-secret", "daniel.king", "daniel.king")
     assert status == 401 and body.get("error") == "unauthorized_client"
 
 
@@ -164,9 +170,9 @@ def test_check_mode_reports_and_writes_nothing(imported, kc, admin):
     result, out = run_module(conn_args(kc, realm_data=_edited()), "--check", "--diff")
     assert result["changed"] is True, out
     assert sorted(result["changes"]) == EXPECTED_CHANGES
-    assert user(admin, "demo", "daniel.king")["attributes"]["department"] == ["compliance"]
-    assert user_groups(admin, "demo", user(admin, "demo", "mark.ketting")["id"]) == ["/Marketing"]
-    assert client(admin, "demo", "jupyterhub")["redirectUris"] == ["http://127.0.1.3:31095/hub/oauth_callback"]
+    assert user(admin, REALM, "daniel.king")["attributes"]["department"] == ["compliance"]
+    assert user_groups(admin, REALM, user(admin, REALM, "mark.ketting")["id"]) == ["/Marketing"]
+    assert client(admin, REALM, "jupyterhub")["redirectUris"] == ["http://127.0.1.3:31095/hub/oauth_callback"]
 
 
 def test_changes_are_applied_and_the_diff_shows_exactly_them(imported, kc, admin):
@@ -181,12 +187,12 @@ def test_changes_are_applied_and_the_diff_shows_exactly_them(imported, kc, admin
                                {"redirectUris": ["http://127.0.1.4:31095/hub/oauth_callback"]}),
     }
     assert result["updated"]["users"] == 2 and result["unchanged"]["users"] == 5
-    assert user(admin, "demo", "daniel.king")["attributes"]["department"] == ["risk"]
-    assert user_groups(admin, "demo", user(admin, "demo", "mark.ketting")["id"]) == ["/Customer Service/Analytics"]
-    assert client(admin, "demo", "jupyterhub")["redirectUris"] == ["http://127.0.1.4:31095/hub/oauth_callback"]
+    assert user(admin, REALM, "daniel.king")["attributes"]["department"] == ["risk"]
+    assert user_groups(admin, REALM, user(admin, REALM, "mark.ketting")["id"]) == ["/Customer Service/Analytics"]
+    assert client(admin, REALM, "jupyterhub")["redirectUris"] == ["http://127.0.1.4:31095/hub/oauth_callback"]
     # the secret survived the client update
     secret = demo()["clients"][0]["secret"]
-    status, body = password_grant(kc, "demo", "jupyterhub", secret, "mark.ketting", "mark.ketting")
+    status, body = password_grant(kc, REALM, "jupyterhub", secret, "mark.ketting", "mark.ketting")
     assert status == 200, body
     again, out = run_module(conn_args(kc, realm_data=_edited()))
     assert again["changed"] is False, out
@@ -195,7 +201,7 @@ def test_changes_are_applied_and_the_diff_shows_exactly_them(imported, kc, admin
 
 
 def test_prune_and_missing_objects_in_existing_realm(imported, kc, admin):
-    admin.post("/demo/groups", {"name": "Stray"})
+    admin.post("/%s/groups" % REALM, {"name": "Stray"})
     rep = demo()
     rep["users"].append({"username": "new.person", "enabled": True, "email": "new.person@knab.com",
                          "firstName": "New", "lastName": "Person",
@@ -205,9 +211,9 @@ def test_prune_and_missing_objects_in_existing_realm(imported, kc, admin):
     assert result["changed"] is True, out
     assert result["created"]["users"] == 1 and result["created"]["groups"] == 2
     assert result["deleted"]["groups"] == 1 and result["deleted"]["users"] == 0
-    newbie = user(admin, "demo", "new.person")
-    assert user_groups(admin, "demo", newbie["id"]) == ["/Marketing"]
-    status, body = password_grant(kc, "demo", "jupyterhub", rep["clients"][0]["secret"], "new.person", "np-pw-1")
+    newbie = user(admin, REALM, "new.person")
+    assert user_groups(admin, REALM, newbie["id"]) == ["/Marketing"]
+    status, body = password_grant(kc, REALM, "jupyterhub", rep["clients"][0]["secret"], "new.person", "np-pw-1")
     assert status == 200, body
     again, out = run_module(conn_args(kc, realm_data=rep, prune=True))
     assert again["changed"] is False, out
@@ -217,7 +223,7 @@ def test_prune_and_missing_objects_in_existing_realm(imported, kc, admin):
 
 def test_keycloak_own_export_reimports_unchanged(imported, kc, admin):
     """What Keycloak exports (built-in clients, scopes, mappers, roles with composites...) compares equal."""
-    export = admin.post("/demo/partial-export", query={"exportClients": "true", "exportGroupsAndRoles": "true"})
+    export = admin.post("/%s/partial-export" % REALM, query={"exportClients": "true", "exportGroupsAndRoles": "true"})
     assert any(c.get("secret") == "**********" for c in export["clients"])  # masked secrets are skipped
     result, out = run_module(conn_args(kc, realm_data=export), "--check", "--diff")
     assert result["changed"] is False, (result.get("changes"), result.get("diff"))

@@ -31,7 +31,6 @@ import html
 import http.cookiejar
 import json
 import os
-import random
 import re
 import signal
 import subprocess
@@ -50,6 +49,7 @@ from kubernetes.client.rest import ApiException
 
 from tests.ansible_run import REPO, argv, changed_tasks, env, host_recap, run_playbook
 from tests.keycloak_admin import KeycloakAdmin
+from tests.node_ports import free_node_ports
 
 pytestmark = pytest.mark.integration
 
@@ -57,9 +57,6 @@ STANDIN = REPO / "tests" / "standins" / "charts" / "jupyterhub"
 STANDIN_NEXT = REPO / "tests" / "standins" / "charts-next" / "jupyterhub"
 KEYCLOAK_IMAGE = "quay.io/keycloak/keycloak:26.5.5"
 KEYCLOAK_IMAGE_NEXT = "quay.io/keycloak/keycloak:26.5.6"
-# lab-a and lab-b of the local inventory, and the ports this test prefers.
-RESERVED_NODE_PORTS = {31093, 31095, 31193, 31195}
-PREFERRED_NODE_PORTS = (31293, 31295)
 INSTANCE_LABELS = ("app.kubernetes.io/part-of", "app.kubernetes.io/managed-by", "app.kubernetes.io/instance")
 NODE_IP = re.compile(r"127\.0\.[01]\.\d{1,3}")
 HOST = "lab-life"
@@ -346,11 +343,7 @@ def apis(cluster):
 def life(cluster, keycloak, apis, tmp_path_factory):
     uid = uuid.uuid4().hex[:6]
     tmp = tmp_path_factory.mktemp("lifecycle")
-    used = {p.node_port for s in apis["core"].list_service_for_all_namespaces().items
-            for p in (s.spec.ports or []) if p.node_port}
-    ports = list(PREFERRED_NODE_PORTS)
-    if used & set(ports):
-        ports = random.sample([p for p in range(30100, 32700) if p not in used | RESERVED_NODE_PORTS], 2)
+    ports = free_node_ports(apis["core"], 2)
     ns = "datalab-life-" + uid
     info = {
         "ns": ns, "other_ns": ns + "-other", "realm": "demo-life-" + uid, "kc_port": ports[0], "hub_port": ports[1],

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import subprocess
 import sys
 import time
@@ -24,7 +23,6 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 MODULE = "datalab.notebooks.nodeport_address"
-STACK_NODE_PORTS = {31093, 31095}  # Keycloak and the hub in the test bed: never take them
 
 
 # --- cluster objects ----------------------------------------------------------------
@@ -70,27 +68,17 @@ def _deployment(name, app, node, replicas=1):
     }
 
 
-def _service(name, app, type_="NodePort", node_ports=None):
+def _service(name, app, type_="NodePort"):
     ports = [{"name": "https", "port": 443, "targetPort": "https"},
              {"name": "http", "port": 80, "targetPort": "http"}]
-    if type_ == "NodePort":
-        for port, node_port in zip(ports, node_ports):
-            port["nodePort"] = node_port
     return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
             "spec": {"type": type_, "selector": {"app": app}, "ports": ports}}
 
 
 def _create_nodeport_service(core, namespace, name, app):
-    """Create a NodePort Service on explicit ports of the static band, retrying when another test holds one."""
-    for _attempt in range(5):
-        node_ports = random.sample([p for p in range(30010, 30086) if p not in STACK_NODE_PORTS], 2)
-        try:
-            core.create_namespaced_service(namespace, _service(name, app, node_ports=node_ports))
-            return dict(zip(("https", "http"), node_ports))
-        except ApiException as exc:
-            if exc.status != 422 or "already allocated" not in (exc.body or ""):
-                raise
-    raise AssertionError("no free node port pair for Service %s" % name)
+    """Create a NodePort Service; the API server allocates both ports, the test reads them back."""
+    svc = core.create_namespaced_service(namespace, _service(name, app))
+    return {p.name: p.node_port for p in svc.spec.ports}
 
 
 def _ready_nodes(discovery, namespace, service):

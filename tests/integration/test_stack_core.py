@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import json
-import random
 import socket
 import ssl
 import subprocess
@@ -39,6 +38,7 @@ from kubernetes.client.rest import ApiException
 
 from tests.ansible_run import changed_tasks, env, recap, run_playbook
 from tests.keycloak_admin import KeycloakAdmin
+from tests.node_ports import free_node_ports
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +46,6 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 STANDINS = REPO / "tests" / "standins" / "charts"
 # Node ports the local inventory uses (lab-a, lab-b): never take them.
-RESERVED_NODE_PORTS = {31093, 31095, 31193, 31195}
 LABELS = ("app.kubernetes.io/part-of", "app.kubernetes.io/managed-by",
           "app.kubernetes.io/name", "app.kubernetes.io/instance")
 CSV_HEADER = ("timesecs,coppm,humidity,temperature,flowrate,heatervoltage,"
@@ -57,13 +56,6 @@ CSV_HEADER = ("timesecs,coppm,humidity,temperature,flowrate,heatervoltage,"
 
 def playbook(inventory, *args, playbook_path="site.yml"):
     return run_playbook(inventory, playbook_path, *args, timeout=1200)
-
-
-def free_node_ports(api, count):
-    used = {p.node_port for s in api.list_service_for_all_namespaces().items
-            for p in (s.spec.ports or []) if p.node_port}
-    candidates = [p for p in range(30100, 32700) if p not in used | RESERVED_NODE_PORTS]
-    return random.sample(candidates, count)
 
 
 def secret_data(api, ns, name):

@@ -15,6 +15,7 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
+from tests.node_ports import free_node_ports
 from tools.testbed import build, versions
 from tools.testbed import cluster as testbed_cluster
 
@@ -107,13 +108,8 @@ def test_nodeport_service_gets_requested_port_and_ready_endpoints(api, ns):
     core.create_namespaced_pod(ns, {"apiVersion": "v1", "kind": "Pod",
                                     "metadata": {"name": "kc", "labels": {"app": "kc"}},
                                     "spec": _pod_spec(nodeSelector={"kubernetes.io/hostname": "testbed-node-2"})})
-    # The test namespaces are short-lived; 31093 is also what the keycloak role uses,
-    # so a converged stack on the same cluster would collide: take it only if free.
-    wanted = 31093
-    used = {p.node_port for s in core.list_service_for_all_namespaces().items for p in (s.spec.ports or [])
-            if p.node_port}
-    if wanted in used:
-        wanted = 31193
+    # Requested, not allocated: the roles name their NodePorts.  A port nothing holds now.
+    wanted = free_node_ports(core, 1)[0]
     svc = core.create_namespaced_service(ns, {
         "apiVersion": "v1", "kind": "Service", "metadata": {"name": "kc"},
         "spec": {"type": "NodePort", "selector": {"app": "kc"},

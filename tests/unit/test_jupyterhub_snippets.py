@@ -9,6 +9,7 @@ raises, so a hook that relied on it would fail here.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 from pathlib import Path
@@ -423,7 +424,7 @@ def test_profile_order_leaves_an_unset_or_callable_profile_list_alone():
 
 
 def test_snippets_run_with_real_traitlets_config(monkeypatch):
-    traitlets_config = pytest.importorskip("traitlets.config")
+    traitlets_config = importlib.import_module("traitlets.config")
     c = traitlets_config.Config()
     c.KubeSpawner.profile_list = [helm_sorted_profile()]
     for name in ("01-security-context", "02-spark-driver-service"):

@@ -156,7 +156,11 @@ def test_unusable_engine_fails_with_the_fix(bed):
 
 
 def test_missing_engine_fails_with_the_fix(bed):
-    rc, out, _calls, _changed = bed.run(spark_image_engine="buildah")  # not on the PATH given to the run
+    # An engine whose probe fails (as a missing one does), whatever this machine has installed.
+    broken = bed.tmp / "bin" / "buildah"
+    broken.write_text("#!/bin/sh\necho 'buildah: cannot run here' >&2\nexit 127\n")
+    broken.chmod(0o755)
+    rc, out, _calls, _changed = bed.run(spark_image_engine="buildah")
     assert rc != 0
     assert "container engine 'buildah' is not usable" in out
     assert "spark_image_build: false" in out

@@ -1,14 +1,17 @@
-"""Keycloak as a local test-bed process: the real server distribution, HTTPS only, on loopback.
+"""Keycloak on the host: the real server distribution, HTTPS only, on loopback.
 
 The distribution (`org.keycloak:keycloak-quarkus-dist`, same version as the keycloak role's image)
-comes from Maven Central once and is unpacked into the cache, keyed by version.  It ships
-pre-built with the defaults used here, so every start is `--optimized`; `--cache=local` (a
-run-time option in 26.x) keeps Infinispan from opening JGroups sockets on every interface.
+comes from Maven Central once, is unpacked into the cache, keyed by version, and built there
+once with `kc.sh build` and BUILD_OPTIONS.  The integrity record (`.datalab-complete`) holds the
+archive's checksum, the build options and the size of every file after the build: a change of
+the options, a missing or damaged file, or an interrupted unpack or build gives a fresh unpack
+and build instead of a failing start.  Every start is then `kc.sh start --optimized`.
 
-Each running instance gets its own Keycloak home in the state directory: a copy of `bin/kc.sh`
-(Keycloak derives its home from the script's real path) next to symlinks into the cached
-distribution, and a private `data/` for the dev-file database.  `down()` removes that home and
-keeps the cache.
+`launch()` is the one way to start Keycloak on the host: the test bed's own instance (`up()`),
+the e2e harness's and the benchmarks' all go through it.  Each instance gets its own Keycloak
+home: a copy of `bin/kc.sh` (Keycloak derives its home from the script's real path) next to
+symlinks into the cached distribution, and a private `data/` for the dev-file database.
+`down()` removes that home and keeps the cache.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import paths, pki, versions
@@ -110,43 +114,50 @@ def dist_dir() -> Path:
     return paths.cache_dir() / f"keycloak-{versions.KEYCLOAK}"
 
 
+# Build-time options of every host start (`kc.sh build`); the starts add only run-time options.
+# Part of the integrity record: changing them rebuilds the cached distribution.
+BUILD_OPTIONS = ("--db=dev-file", "--health-enabled=false", "--metrics-enabled=false")
+
+
 def _marker(dist: Path) -> Path:
     return dist / ".datalab-complete"
 
 
-def _dist_complete(dist: Path) -> bool:
-    """The unpack finished and every file still has the size the archive gave it."""
-    m = _marker(dist)
-    if not m.is_file():
-        return False
+def _tree_sizes(root: Path) -> dict[str, int]:
+    out = {}
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink() and path.name != _marker(root).name:
+            out[str(path.relative_to(root))] = path.stat().st_size
+    return out
+
+
+def dist_problem(dist: Path) -> str | None:
+    """Why the cached distribution cannot be used as it is (None: it can).  Checks that the
+    unpack and the build finished with today's BUILD_OPTIONS and that every file the build left
+    still has its recorded size."""
     try:
-        files = json.loads(m.read_text())["files"]
-    except (ValueError, KeyError):
-        return False
+        record = json.loads(_marker(dist).read_text())
+    except OSError:
+        return "not unpacked and built yet"
+    except ValueError:
+        return "its integrity record is unreadable"
+    if record.get("build_options") != list(BUILD_OPTIONS):
+        return f"it was built with {record.get('build_options')}, the starts need {list(BUILD_OPTIONS)}"
+    files = record.get("files") or {}
+    if "lib/quarkus/build-system.properties" not in files:
+        return "it was never built (`kc.sh build`)"
     for rel, size in files.items():
         try:
             if (dist / rel).stat().st_size != size:
-                return False
+                return f"{rel} has changed size since it was built"
         except OSError:
-            return False
-    return bool(files)
+            return f"{rel} is missing"
+    return None
 
 
-def ensure_dist() -> Path:
-    dist = dist_dir()
-    if _dist_complete(dist):
-        return dist
-    zpath = _download()
-    if dist.exists():
-        _say(f"{dist} is incomplete or damaged; unpacking again")
-        shutil.rmtree(dist)
-    dist.parent.mkdir(parents=True, exist_ok=True)
-    for stale in dist.parent.glob(f".{dist.name}.tmp-*"):  # left by an unpack that was killed
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = dist.parent / f".{dist.name}.tmp-{os.getpid()}"
-    _say(f"unpacking {zpath.name} into {dist}")
-    files = {}
+def _unpack(zpath: Path, into: Path) -> None:
     top = f"keycloak-{versions.KEYCLOAK}/"
+    names = set()
     with zipfile.ZipFile(zpath) as zf:
         for info in zf.infolist():
             if not info.filename.startswith(top) or ".." in info.filename.split("/"):
@@ -154,7 +165,7 @@ def ensure_dist() -> Path:
             rel = info.filename[len(top):]
             if not rel:
                 continue
-            target = tmp / rel
+            target = into / rel
             if info.is_dir():
                 target.mkdir(parents=True, exist_ok=True)
                 continue
@@ -164,13 +175,50 @@ def ensure_dist() -> Path:
             mode = (info.external_attr >> 16) & 0o777
             if mode:
                 target.chmod(mode)
-            files[rel] = info.file_size
-    if "bin/kc.sh" not in files or "lib/quarkus-run.jar" not in files:
-        shutil.rmtree(tmp, ignore_errors=True)
+            names.add(rel)
+    if "bin/kc.sh" not in names or "lib/quarkus-run.jar" not in names:
         raise TestbedError(f"{zpath} does not look like the Keycloak server distribution (no bin/kc.sh)")
-    (tmp / "bin" / "kc.sh").chmod(0o755)
-    _marker(tmp).write_text(json.dumps({"zip_sha1": _sha1(zpath), "files": files}, sort_keys=True))
-    tmp.rename(dist)  # atomic: a half-unpacked tree never sits at `dist`
+    (into / "bin" / "kc.sh").chmod(0o755)
+
+
+def _build(dist: Path) -> None:
+    """`kc.sh build` in the (not yet published) tree, so every start can be `--optimized`."""
+    log = dist / "build.log"
+    t0 = time.monotonic()
+    with open(log, "wb") as out:
+        res = subprocess.run([str(dist / "bin" / "kc.sh"), "build", *BUILD_OPTIONS], cwd=dist, stdout=out,
+                             stderr=subprocess.STDOUT, env={**os.environ, **java_env(dist)}, check=False)
+    if res.returncode != 0:
+        raise TestbedError(f"`kc.sh build {' '.join(BUILD_OPTIONS)}` failed (exit {res.returncode}); last lines of "
+                           f"{log}:\n{tail(log, 25)}")
+    _say(f"built the distribution in {time.monotonic() - t0:.0f}s ({' '.join(BUILD_OPTIONS)})")
+
+
+def ensure_dist() -> Path:
+    """The cached distribution, unpacked and built; redone from the archive when it is not usable."""
+    dist = dist_dir()
+    problem = dist_problem(dist)
+    if problem is None:
+        return dist
+    zpath = _download()
+    if dist.exists():
+        _say(f"{dist} cannot be used ({problem}); unpacking and building it again")
+        shutil.rmtree(dist)
+    dist.parent.mkdir(parents=True, exist_ok=True)
+    for stale in dist.parent.glob(f".{dist.name}.tmp-*"):  # left by an unpack or build that was killed
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = dist.parent / f".{dist.name}.tmp-{os.getpid()}"
+    _say(f"unpacking {zpath.name} into {dist} and building it (first use: about a minute)")
+    try:
+        _unpack(zpath, tmp)
+        _build(tmp)
+        shutil.rmtree(tmp / "data", ignore_errors=True)  # each instance has a private data/
+        record = {"zip_sha1": _sha1(zpath), "build_options": list(BUILD_OPTIONS), "files": _tree_sizes(tmp)}
+        _marker(tmp).write_text(json.dumps(record, sort_keys=True))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    tmp.rename(dist)  # atomic: a half-unpacked or unbuilt tree never sits at `dist`
     return dist
 
 
@@ -226,9 +274,9 @@ def _procs() -> Procs:
     return Procs(_state())
 
 
-def _home(dist: Path) -> Path:
-    """A Keycloak home whose data/ is private to this instance and everything else is the cache's."""
-    home = _state() / "home"
+def _home(state: Path, dist: Path) -> Path:
+    """A Keycloak home under `state` whose data/ is private and everything else is the cache's."""
+    home = state / "home"
     (home / "bin").mkdir(parents=True, exist_ok=True)
     (home / "data").mkdir(exist_ok=True)
     shutil.copy2(dist / "bin" / "kc.sh", home / "bin" / "kc.sh")
@@ -242,6 +290,62 @@ def _home(dist: Path) -> Path:
             shutil.rmtree(link)
         link.symlink_to(dist / name)
     return home
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What one host Keycloak needs; secrets go by environment, never argv (`ps` shows argv)."""
+    state: Path  # the instance's directory: home, pids, logs
+    host: str
+    port: int
+    management_port: int
+    keystore: Path
+    keystore_password: str
+    admin_user: str
+    admin_password: str
+    ca_pem: str  # verifies the server while waiting for it
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.host}:{self.port}"
+
+
+def launch(spec: Launch, timeout: float = START_TIMEOUT) -> Procs:
+    """Start Keycloak from the built cache (`kc.sh start --optimized`) and wait until
+    `/realms/master` answers over HTTPS, verified with `spec.ca_pem`.  The process is recorded
+    in `spec.state` (PID + start time) as NAME; a failed start is stopped and raises with the log."""
+    dist = ensure_dist()
+    check_port_free(spec.host, spec.port, "Keycloak (HTTPS)")
+    check_port_free(spec.host, spec.management_port, "Keycloak (management interface)")
+    home = _home(spec.state, dist)
+    argv = [str(home / "bin" / "kc.sh"), "start", "--optimized",
+            "--http-enabled=false", "--hostname-strict=false",
+            f"--https-key-store-file={spec.keystore}",
+            f"--http-host={spec.host}", f"--https-port={spec.port}",
+            f"--http-management-port={spec.management_port}",
+            "--cache=local", "--log-console-color=false"]
+    env = {
+        **java_env(dist),
+        "KC_HTTPS_KEY_STORE_PASSWORD": spec.keystore_password,  # = --https-key-store-password
+        "KC_BOOTSTRAP_ADMIN_USERNAME": spec.admin_user,
+        "KC_BOOTSTRAP_ADMIN_PASSWORD": spec.admin_password,
+        "JAVA_OPTS_APPEND": "-Djava.net.preferIPv4Stack=true",
+    }
+    procs = Procs(spec.state)
+    _say(f"starting Keycloak {versions.KEYCLOAK} on {spec.url} (log: {procs.log(NAME)})")
+    procs.start(NAME, argv, env=env, cwd=home)
+    deadline = time.monotonic() + timeout
+    while not _answers(spec.url, spec.ca_pem):
+        if not procs.alive(NAME):
+            raise TestbedError(f"Keycloak exited during start; last lines of {procs.log(NAME)}:\n"
+                               f"{tail(procs.log(NAME), 30)}")
+        if time.monotonic() > deadline:
+            last = tail(procs.log(NAME), 30)
+            procs.stop(NAME)
+            raise TestbedError(f"Keycloak did not answer {spec.url}/realms/master within {timeout:.0f}s; "
+                               f"last lines of {procs.log(NAME)}:\n{last}")
+        time.sleep(1)
+    return procs
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -272,12 +376,19 @@ def _pki(state: Path) -> tuple[Path, Path, str]:
     return ca_crt, store, store_pw
 
 
-def _answers(url: str, ca_path: str | Path) -> bool:
-    ctx = ssl.create_default_context(cafile=str(ca_path))
+def _answers(url: str, ca_pem: str) -> bool:
+    ctx = ssl.create_default_context(cadata=ca_pem)
     try:
         with urllib.request.urlopen(f"{url}/realms/master", context=ctx, timeout=5) as resp:
             return resp.status == 200
     except (urllib.error.URLError, OSError, ssl.SSLError):
+        return False
+
+
+def _conn_answers(conn: dict) -> bool:
+    try:
+        return _answers(conn["url"], Path(conn["ca_path"]).read_text())
+    except (OSError, KeyError):
         return False
 
 
@@ -294,7 +405,7 @@ def _read_connection() -> dict | None:
 
 def _running_info() -> dict | None:
     conn = _read_connection()
-    if conn and _procs().alive(NAME) and _answers(conn["url"], conn["ca_path"]):
+    if conn and _procs().alive(NAME) and _conn_answers(conn):
         return conn
     return None
 
@@ -307,47 +418,18 @@ def up() -> dict:
     if procs.recorded().get(NAME):
         procs.stop(NAME)  # recorded but not answering: start over cleanly
     _connection_file().unlink(missing_ok=True)
-    host, port, mgmt = _host(), _port(), _mgmt_port()
-    check_port_free(host, port, "Keycloak (HTTPS)")
-    check_port_free(host, mgmt, "Keycloak (management interface)")
-    dist = ensure_dist()
     state = _state()
     state.mkdir(parents=True, exist_ok=True)
     state.chmod(0o700)
-    home = _home(dist)
     ca_crt, store, store_pw = _pki(state)
-    # Reused with the state dir: the dev-file DB keeps the admin created at its first start.
-    password = _secret_file(state / "admin-password")
-    url = f"https://{host}:{port}"
-    argv = [str(home / "bin" / "kc.sh"), "start", "--optimized",
-            "--http-enabled=false", "--hostname-strict=false",
-            f"--https-key-store-file={store}",
-            f"--http-host={host}", f"--https-port={port}", f"--http-management-port={mgmt}",
-            "--cache=local", "--log-console-color=false"]
-    env = {
-        **java_env(dist),
-        # The keystore password goes by environment rather than argv so that `ps` does not show it;
-        # it is the same option as --https-key-store-password.
-        "KC_HTTPS_KEY_STORE_PASSWORD": store_pw,
-        "KC_BOOTSTRAP_ADMIN_USERNAME": ADMIN_USER,
-        "KC_BOOTSTRAP_ADMIN_PASSWORD": password,
-    }
-    _say(f"starting Keycloak {versions.KEYCLOAK} on {url} (log: {procs.log(NAME)})")
-    procs.start(NAME, argv, env=env, cwd=home)
-    deadline = time.monotonic() + START_TIMEOUT
-    while not _answers(url, ca_crt):
-        if not procs.alive(NAME):
-            raise TestbedError(f"Keycloak exited during start; last lines of {procs.log(NAME)}:\n"
-                               f"{tail(procs.log(NAME), 30)}")
-        if time.monotonic() > deadline:
-            last = tail(procs.log(NAME), 30)
-            procs.stop(NAME)
-            raise TestbedError(f"Keycloak did not answer {url}/realms/master within {START_TIMEOUT:.0f}s; "
-                               f"last lines of {procs.log(NAME)}:\n{last}")
-        time.sleep(1)
-    info = {"url": url, "username": ADMIN_USER, "password": password, "ca_path": str(ca_crt)}
+    spec = Launch(state=state, host=_host(), port=_port(), management_port=_mgmt_port(), keystore=store,
+                  keystore_password=store_pw, admin_user=ADMIN_USER,
+                  # Reused with the state dir: the dev-file DB keeps the admin created at its first start.
+                  admin_password=_secret_file(state / "admin-password"), ca_pem=ca_crt.read_text())
+    launch(spec)
+    info = {"url": spec.url, "username": ADMIN_USER, "password": spec.admin_password, "ca_path": str(ca_crt)}
     _write_private(_connection_file(), json.dumps(info, indent=2) + "\n")
-    _say(f"ready at {url}")
+    _say(f"ready at {spec.url}")
     return {**info, "started": True}
 
 
@@ -364,7 +446,7 @@ def status() -> dict[str, bool]:
     alive = procs.alive(NAME)
     conn = _read_connection()
     return {"keycloak": alive,
-            "keycloak https": bool(alive and conn and _answers(conn["url"], conn["ca_path"]))}
+            "keycloak https": bool(alive and conn and _conn_answers(conn))}
 
 
 def env() -> dict[str, str]:
