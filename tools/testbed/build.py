@@ -43,6 +43,12 @@ BINARIES = {
     "kube-apiserver": _k8s("kube-apiserver"),
     "kube-controller-manager": _k8s("kube-controller-manager"),
     "kube-scheduler": _k8s("kube-scheduler"),
+    # The real node (tools/testbed/node.py): same module, version and ldflags as the control plane.
+    "kubelet": _k8s("kubelet"),
+    "kube-proxy": _k8s("kube-proxy"),
+    "coredns": Binary("coredns", "coredns", versions.COREDNS, ("-version",), f"CoreDNS-{versions.COREDNS.lstrip('v')}"),
+    # The sandbox ("pause") process, compiled from build/pause/linux/pause.c of the k8s.io/kubernetes module.
+    "pause": Binary("pause", "pause", versions.KUBERNETES, ("-v",), "pause.c"),
     "kwok": Binary("kwok", "kwok", versions.KWOK, ("--version",), versions.KWOK),
     "helm": Binary("helm", "helm", versions.HELM, ("version", "--template", "{{.Version}}"), versions.HELM),
     # The helm-diff plugin's executable; `diff version` prints the bare version (no "v").
@@ -100,13 +106,25 @@ def _install_to(out_dir: Path, produced: dict[str, Path]) -> None:
         os.replace(tmp, out_dir / name)
 
 
+# Every command built from k8s.io/kubernetes; a build compiles only those whose cached binary fails its check.
+KUBERNETES_CMDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy")
+# Modules of the real node that are not built for a control plane alone (DATALAB_TESTBED_REAL_NODE=0).
+NODE_BINARIES = ("kubelet", "kube-proxy", "coredns", "pause")
+CONTROL_PLANE_BINARIES = tuple(n for n in BINARIES if n not in NODE_BINARIES)
+
+
+def _module_info(d: Path, module: str, what: str) -> dict:
+    """`go mod download -json module` (Dir, GoMod, ...) run in the wrapper module `d`."""
+    return json.loads(_run([go(), "mod", "download", "-json", module], d, what))
+
+
 def build_kubernetes(tmp: Path) -> None:
     ver = versions.KUBERNETES
     minor = ver.split(".")[1]
     staging_ver = "v0." + ".".join(ver.lstrip("v").split(".")[1:])
     g = go()
     d = _wrapper(tmp, "kubernetes")
-    info = json.loads(_run([g, "mod", "download", "-json", f"k8s.io/kubernetes@{ver}"], d, "kubernetes (download)"))
+    info = _module_info(d, f"k8s.io/kubernetes@{ver}", "kubernetes (download)")
     gomod = Path(info["GoMod"]).read_text()
     staged = re.findall(r"^\s*(k8s\.io/\S+)\s+=>\s+\./staging/", gomod, re.M)
     if not staged:
@@ -114,7 +132,7 @@ def build_kubernetes(tmp: Path) -> None:
     lines = [f"module example.invalid/datalab-testbed/kubernetes\n\ngo 1.24.0\n\nrequire k8s.io/kubernetes {ver}\n"]
     lines += [f"replace {m} => {m} {staging_ver}" for m in staged]
     (d / "go.mod").write_text("\n".join(lines) + "\n")
-    cmds = ["kube-apiserver", "kube-controller-manager", "kube-scheduler"]
+    cmds = [c for c in KUBERNETES_CMDS if not works(BINARIES[c])] or list(KUBERNETES_CMDS)
     (d / "tools.go").write_text("//go:build tools\n\npackage tools\n\nimport (\n" +
                                 "".join(f'\t_ "k8s.io/kubernetes/cmd/{c}"\n' for c in cmds) + ")\n")
     log(f"resolving k8s.io/kubernetes {ver} modules ({len(staged)} staging modules -> {staging_ver})")
@@ -129,6 +147,32 @@ def build_kubernetes(tmp: Path) -> None:
     _run([g, "build", "-trimpath", "-o", str(out) + "/", "-ldflags", "-s -w " + " ".join(x),
           *[f"k8s.io/kubernetes/cmd/{c}" for c in cmds]], d, "kubernetes (go build)")
     _install_to(BINARIES["kube-apiserver"].path.parent, {c: out / c for c in cmds})
+
+
+def build_pause(tmp: Path) -> None:
+    """The sandbox process: pause.c from the k8s.io/kubernetes module zip, `gcc -Os -static` (no Go)."""
+    from . import hostpkgs  # noqa: PLC0415 - only this build needs a C compiler
+    hostpkgs.ensure({"gcc": "gcc", "libc6-dev": "/usr/lib/x86_64-linux-gnu/libc.a"}, "building the pause binary")
+    d = _wrapper(tmp, "pause")
+    src = Path(_module_info(d, f"k8s.io/kubernetes@{versions.KUBERNETES}", "pause (download)")["Dir"])
+    src = src / "build" / "pause" / "linux" / "pause.c"
+    log(f"compiling {src.name} from k8s.io/kubernetes {versions.KUBERNETES}")
+    out = d / "pause"
+    _run(["gcc", "-Os", "-static", "-Wall", f"-DVERSION=v{versions.PAUSE}-datalab", "-o", str(out), str(src)],
+         d, "pause (gcc)")
+    _run(["strip", str(out)], d, "pause (strip)")
+    _install_to(BINARIES["pause"].path.parent, {"pause": out})
+
+
+def build_coredns(tmp: Path) -> None:
+    mod, ver = "github.com/coredns/coredns", versions.COREDNS
+    g = go()
+    d = _wrapper(tmp, "coredns")
+    log(f"building {mod}@{ver} (a cold build takes a few minutes: it compiles every bundled plugin)")
+    _run([g, "get", f"{mod}@{ver}"], d, "coredns (go get)")
+    _run([g, "build", "-trimpath", "-ldflags", f"-s -w -X {mod}/coremain.GitCommit={ver}", "-o", str(d / "coredns"),
+          mod], d, "coredns")
+    _install_to(BINARIES["coredns"].path.parent, {"coredns": d / "coredns"})
 
 
 def build_etcd(tmp: Path) -> None:
@@ -184,7 +228,7 @@ def build_helm_diff(tmp: Path) -> None:
 
 
 BUILDERS = {"kubernetes": build_kubernetes, "etcd": build_etcd, "kwok": build_kwok, "helm": build_helm,
-            "helm-diff": build_helm_diff}
+            "helm-diff": build_helm_diff, "coredns": build_coredns, "pause": build_pause}
 
 
 def ensure_binaries(names: tuple[str, ...] | None = None) -> dict[str, Path]:
@@ -204,8 +248,7 @@ def ensure_binaries(names: tuple[str, ...] | None = None) -> dict[str, Path]:
 
 def kwok_stage_dir() -> Path:
     """KWOK's own stage definitions, read from the Go module cache (never copied into the repo)."""
-    g = go()
     with tempfile.TemporaryDirectory(prefix="datalab-kwok-") as tmp:
         d = _wrapper(Path(tmp), "kwokstages")
-        info = json.loads(_run([g, "mod", "download", "-json", f"sigs.k8s.io/kwok@{versions.KWOK}"], d, "kwok stages"))
+        info = _module_info(d, f"sigs.k8s.io/kwok@{versions.KWOK}", "kwok stages")
     return Path(info["Dir"]) / "kustomize" / "stage"

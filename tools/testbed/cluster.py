@@ -11,6 +11,7 @@ import os
 import shlex
 import shutil
 import ssl
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from . import build, paths, pki, versions
+from . import build, node, paths, pki, versions
 from .procs import Procs, TestbedError, check_port_free, tail, wait_for
 
 HOST = "127.0.0.1"
@@ -38,6 +39,7 @@ SERVICE_CIDR = "10.96.0.0/16"
 POD_CIDR = "10.0.0.0/24"
 NODE_COUNT = int(os.environ.get("DATALAB_TESTBED_NODES", "3"))
 KWOK_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
+KWOK_VOLUME_ROOT = "/tmp/kwok-local-path-provisioner"
 
 
 def node_addresses(i: int) -> dict[str, str]:
@@ -53,6 +55,9 @@ class ClusterInfo:
     state_dir: str
     helm: str
     nodes: list[dict] = field(default_factory=list)
+    # The real node (tools/testbed/node.py: name, address, nodeport_address, containerd_socket, ...);
+    # None when the test bed runs without one (DATALAB_TESTBED_REAL_NODE=0, or a port-offset test bed).
+    real_node: dict | None = None
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
@@ -188,6 +193,10 @@ def _write_pki(state: Path) -> None:
            "kubernetes.default.svc.cluster.local"]
     pki.issue(ca, "kube-apiserver", dns=dns, ips=[HOST, "10.96.0.1"]).write(d, "apiserver")
     pki.issue(ca, "testbed-admin", org="system:masters", server=False, client=True).write(d, "admin")
+    # The API server's client certificate towards kubelets (logs, exec, port-forward): kubelet
+    # authorises it by webhook like any other user.
+    pki.issue(ca, "kube-apiserver-kubelet-client", org="system:masters", server=False,
+              client=True).write(d, "apiserver-kubelet-client")
     pki.write_rsa_key(d / "sa.key")
 
 
@@ -215,8 +224,11 @@ def _kwok_config(state: Path) -> Path:
                     docs.append(doc)
     if not docs:
         raise TestbedError(f"no KWOK stages found under {stages}")
+    # The volume stage provisions hostPath PVs under /tmp/kwok-local-path-provisioner; the real
+    # node's kubelet creates them for real, so they go under the state directory (gone with it).
+    text = yaml.safe_dump_all(docs).replace(KWOK_VOLUME_ROOT, str(state / "volumes"))
     path = state / "kwok.yaml"
-    path.write_text(yaml.safe_dump_all(docs))
+    path.write_text(text)
     return path
 
 
@@ -251,6 +263,11 @@ def _argv(bins: dict[str, Path], state: Path) -> dict[str, list[str]]:
             f"--service-cluster-ip-range={SERVICE_CIDR}", "--authorization-mode=Node,RBAC",
             "--allow-privileged=true", "--endpoint-reconciler-type=none", "--profiling=false",
             "--enable-admission-plugins=NodeRestriction",
+            # dial kubelets by address, never by node name (no name of the test bed reaches a resolver)
+            "--kubelet-preferred-address-types=InternalIP",
+            f"--kubelet-client-certificate={d / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={d / 'apiserver-kubelet-client.key'}",
+            f"--kubelet-certificate-authority={d / 'ca.crt'}",
         ],
         "kube-controller-manager": [
             str(bins["kube-controller-manager"]), f"--kubeconfig={kc}", "--leader-elect=false",
@@ -290,10 +307,25 @@ def _healthy(state: Path) -> bool:
 
 
 def running() -> bool:
+    """The control plane runs and answers (the real node is checked apart: `node_running`)."""
     state = _state()
     procs = _procs()
     status = procs.status()
     return bool(status) and all(status.get(c) for c in COMPONENTS) and _healthy(state)
+
+
+def node_running() -> bool:
+    """The real node's processes run and kubelet is healthy (False when the node is disabled)."""
+    return node.enabled() and node.healthy(_state())
+
+
+def node_kind(node_name: str) -> str:
+    """"real" or "simulated": the kind of node a pod landed on (`pod.spec.nodeName`), from the
+    node's label testbed.datalab.io/node-kind."""
+    code, body = Api(_state()).get(f"/api/v1/nodes/{node_name}")
+    if code != 200:
+        raise TestbedError(f"no node {node_name!r} in the test bed ({code})")
+    return body["metadata"].get("labels", {}).get(node.KIND_LABEL, "simulated")
 
 
 def info() -> ClusterInfo:
@@ -301,7 +333,8 @@ def info() -> ClusterInfo:
     return ClusterInfo(
         kubeconfig=str(state / "kubeconfig"), server=f"https://{HOST}:{PORTS['kube-apiserver']}",
         version=versions.KUBERNETES, state_dir=str(state), helm=str(state / "bin" / "helm"),
-        nodes=[node_addresses(i) for i in range(1, NODE_COUNT + 1)])
+        nodes=[node_addresses(i) for i in range(1, NODE_COUNT + 1)],
+        real_node=node.info(state) if node.enabled() else None)
 
 
 def _node(i: int) -> dict:
@@ -311,7 +344,7 @@ def _node(i: int) -> dict:
         "metadata": {"name": a["name"], "annotations": {KWOK_ANNOTATION[0]: KWOK_ANNOTATION[1],
                                                         "node.alpha.kubernetes.io/ttl": "0"},
                      "labels": {"kubernetes.io/hostname": a["name"], "kubernetes.io/os": "linux",
-                                "kubernetes.io/arch": "amd64", "type": "kwok",
+                                "kubernetes.io/arch": "amd64", "type": "kwok", node.KIND_LABEL: "simulated",
                                 "topology.kubernetes.io/zone": f"zone-{i}"}},
         "spec": {},
         "status": {
@@ -350,16 +383,56 @@ def _check_alive() -> None:
             procs.ensure_alive(c)
 
 
+class _Background:
+    """A function run in a thread; `result()` re-raises its exception in the caller."""
+
+    def __init__(self, fn, *args):
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(fn, *args), daemon=True)
+        self.thread.start()
+
+    def _run(self, fn, *args) -> None:
+        try:
+            fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            self.error = exc
+
+    def wait(self) -> None:
+        self.thread.join()
+
+    def result(self) -> None:
+        self.thread.join()
+        if self.error:
+            raise self.error
+
+
+def _binaries() -> tuple[str, ...]:
+    return tuple(build.BINARIES) if node.enabled() else build.CONTROL_PLANE_BINARIES
+
+
 def ensure_up() -> tuple[ClusterInfo, bool]:
-    """Start the cluster unless a healthy one runs. Returns (info, started_by_this_call)."""
+    """Start the cluster unless a healthy one runs. Returns (info, started_by_this_call).
+    A running control plane whose real node is missing or half-dead gets a fresh node."""
+    if running() and node.enabled() and not (_state() / "pki" / "apiserver-kubelet-client.crt").exists():
+        build.log("the running test bed predates the real node (its API server has no kubelet client "
+                  "certificate); restarting it")
+        down()
     if running():
-        _ensure_helm(_state())
+        state = _state()
+        _ensure_helm(state)
+        if node.enabled() and not node.healthy(state):
+            build.log("the real node is missing or half-dead; starting it afresh")
+            node.down(state)
+            bins = build.ensure_binaries(_binaries())
+            t0 = time.monotonic()
+            node.up(state, bins, Api(state))
+            build.log(f"real node up in {time.monotonic() - t0:.1f}s")
         return info(), False
     state = _state()
-    if _procs().recorded():
+    if _procs().recorded() or node.node_dir(state).exists():
         build.log("found a test bed with dead components; removing it and starting fresh")
         down()
-    bins = build.ensure_binaries()
+    bins = build.ensure_binaries(_binaries())
     for comp, port in _ports():
         check_port_free(HOST, port, comp)
     if state.exists():
@@ -373,6 +446,8 @@ def ensure_up() -> tuple[ClusterInfo, bool]:
     argv = _argv(bins, state)
     procs = _procs()
     t0 = time.monotonic()
+    # The node's host set-up, containerd and images need no API server: done beside the control plane.
+    prep = _Background(node.prepare, state, bins) if node.enabled() else None
     try:
         build.log("starting etcd")
         procs.start("etcd", argv["etcd"])
@@ -389,7 +464,13 @@ def ensure_up() -> tuple[ClusterInfo, bool]:
         time.sleep(0.5)
         _check_alive()
         _bootstrap(state)
+        if prep:
+            prep.result()
+            node.start(state, bins, Api(state))
     except BaseException:
+        if prep:
+            prep.wait()
+        node.down(state)
         procs.stop_all(list(reversed(COMPONENTS)))
         raise
     build.log(f"cluster up in {time.monotonic() - t0:.1f}s; KUBECONFIG={state / 'kubeconfig'}")
@@ -398,20 +479,28 @@ def ensure_up() -> tuple[ClusterInfo, bool]:
 
 def down() -> None:
     state = _state()
+    node.down(state)
     _procs().stop_all(list(reversed(COMPONENTS)))
     if state.exists():
         shutil.rmtree(state)
 
 
-def status() -> dict[str, str]:
-    procs = _procs()
+def _describe(procs: Procs, names: list[str], prefix: str = "") -> dict[str, str]:
     rec = procs.recorded()
     out = {}
-    for c in COMPONENTS:
+    for c in names:
         if c not in rec:
-            out[c] = "not started"
+            out[prefix + c] = "not started"
         elif procs.alive(c):
-            out[c] = f"running (pid {rec[c][0]})"
+            out[prefix + c] = f"running (pid {rec[c][0]})"
         else:
-            out[c] = f"DIED (pid {rec[c][0]}); last log lines:\n{tail(procs.log(c), 8)}"
+            out[prefix + c] = f"DIED (pid {rec[c][0]}); last log lines:\n{tail(procs.log(c), 8)}"
+    return out
+
+
+def status() -> dict[str, str]:
+    """Each component: running / not started / DIED with its last log lines; the real node's as `node/<name>`."""
+    out = _describe(_procs(), COMPONENTS)
+    if node.enabled():
+        out.update(_describe(node.procs(_state()), node.COMPONENTS, "node/"))
     return out

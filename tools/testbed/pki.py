@@ -97,3 +97,9 @@ def write_rsa_key(path: Path) -> Path:
     path.with_suffix(".pub").write_bytes(key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
     return path
+
+
+def load(crt: Path, key: Path) -> KeyPair:
+    """A key pair written by `KeyPair.write` (e.g. the cluster CA, to issue the real node's certificates)."""
+    return KeyPair(x509.load_pem_x509_certificate(Path(crt).read_bytes()),
+                   serialization.load_pem_private_key(Path(key).read_bytes(), password=None))

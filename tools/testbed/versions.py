@@ -7,6 +7,10 @@ artifact lives in a directory named after its version.
 KUBERNETES = "v1.34.4"
 ETCD = "v3.6.16"
 KWOK = "v0.8.0"
+# The real node's cluster DNS: the newest version the Go module proxy serves.
+COREDNS = "v1.15.0"
+# Tag of the node's sandbox image local.test/pause:<PAUSE> (the binary is built from the Kubernetes module).
+PAUSE = "3.10"
 HELM = "v3.22.0"
 # The helm-diff plugin (github.com/databus23/helm-diff/v3), so kubernetes.core.helm can show real
 # diffs in check/diff mode.  The only version the module proxy here serves.
