@@ -67,7 +67,7 @@ def test_server_version_is_the_pinned_one(api):
 
 
 def test_nodes_have_distinct_loopback_addresses(api, cluster):
-    nodes = client.CoreV1Api(api).list_node().items
+    nodes = client.CoreV1Api(api).list_node(label_selector="testbed.datalab.io/node-kind=simulated").items
     assert len(nodes) >= 2
     seen = set()
     for node in nodes:
