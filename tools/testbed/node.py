@@ -741,7 +741,8 @@ def start(state: Path, bins: dict[str, Path], api) -> None:
         build.log(f"starting the real node's {comp}")
         pr.start(comp, argv[comp])
     for path, obj in api_objects(state):
-        api.create(path, obj)
+        if api.get(f"{path}/{obj['metadata']['name']}")[0] != 200:  # kept from an earlier node: left as is
+            api.create(path, obj)
 
     def ready():
         code, body = api.get(f"/api/v1/nodes/{NAME}")
