@@ -248,8 +248,9 @@ def _deb_versions(rootfs: Path) -> dict[str, str]:
 
 
 def build_static(ref: str, files: dict[str, Path], entrypoint: list[str], env: dict | None = None) -> Path:
-    """A scratch image holding only `files` (destination in the image -> host file), e.g. a static
-    binary; cached by content.  Returns the docker-archive."""
+    """A scratch image holding `files` (destination in the image -> host file), e.g. a static
+    binary, plus /tmp and a two-line /etc/passwd and /etc/group (root, nobody) unless given;
+    cached by content.  Returns the docker-archive."""
     tools, builder = keymod.tool_versions(), keymod.builder_version()
     digests = {dest: keymod.tree_digest(Path(src)) for dest, src in files.items()}
     k = keymod.static_key(ref, digests, entrypoint, env, tools=tools, builder=builder)
@@ -271,6 +272,7 @@ def build_static(ref: str, files: dict[str, Path], entrypoint: list[str], env: d
             try:
                 for dest, src in files.items():
                     steps.place(Path(src), mnt, dest)
+                steps.scratch_basics(mnt)
             finally:
                 st.umount(ctr)
             args = ["--os", "linux", "--arch", "amd64", "--entrypoint", json.dumps(list(entrypoint))]

@@ -70,6 +70,8 @@ def mmdebstrap_argv(recipe: Recipe, target: Path, apt_cache: Path, sources: list
             "--customize-hook=: > \"$1/etc/resolv.conf\"; echo localhost > \"$1/etc/hostname\""]
     if recipe.slim:
         argv += [f"--dpkgopt={o}" for o in SLIM]
+        # update-alternatives (openjdk's postinst) links man pages and fails without the directories
+        argv.append("--customize-hook=mkdir -p " + " ".join(f'"$1/usr/share/man/man{i}"' for i in range(1, 9)))
     if recipe.debs:
         argv.append("--include=" + ",".join(recipe.debs))
     return argv + [recipe.suite, str(target), *map(str, sources)]
@@ -281,6 +283,17 @@ def place(src: Path, rootfs: Path, dest: str) -> None:
     if target.exists() or target.is_symlink():
         target.unlink()
     shutil.copy2(src, target, follow_symlinks=False)
+
+
+def scratch_basics(rootfs: Path) -> None:
+    """What a process in a scratch image may expect: /tmp, and user and group names for 0 and 65534."""
+    (rootfs / "tmp").mkdir(mode=0o1777, exist_ok=True)
+    os.chmod(rootfs / "tmp", 0o1777)
+    (rootfs / "etc").mkdir(exist_ok=True)
+    for name, text in (("passwd", "root:x:0:0:root:/:/nonexistent\nnobody:x:65534:65534:nobody:/:/nonexistent\n"),
+                       ("group", "root:x:0:\nnogroup:x:65534:\n")):
+        if not (rootfs / "etc" / name).exists():
+            (rootfs / "etc" / name).write_text(text)
 
 
 # image config ------------------------------------------------------------------------------------
