@@ -263,19 +263,44 @@ def _remove_containers(state: Path) -> tuple[list[Path], list[str]]:
     return netns, ids
 
 
-def _stop_shims(state: Path) -> None:
-    """Shims that outlived their containers: found by their pid files under our containerd state."""
-    for pidfile in (node_dir(state) / "containerd" / "state").glob("io.containerd.runtime.v2.task/*/*/shim.pid"):
-        try:
-            pid = int(pidfile.read_text().strip())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-        except (OSError, ValueError):
+def _shims(state: Path) -> dict[int, str]:
+    """pid -> container id of every containerd shim serving our containerd (its `-address` is our
+    socket, a path no other containerd uses)."""
+    sock = str(socket_path(state))
+    out = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
             continue
-        if "containerd-shim" in cmdline and str(socket_path(state)) in cmdline:
-            try:
-                os.kill(pid, 9)
-            except ProcessLookupError:
-                pass
+        try:
+            argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith("containerd-shim-runc-v2") and "-address" in argv and "-id" in argv \
+                and argv[argv.index("-address") + 1] == sock:
+            out[int(proc.name)] = argv[argv.index("-id") + 1]
+    return out
+
+
+def _stop_shims(shims: dict[int, str]) -> None:
+    """Shims that outlived their containers (e.g. containerd's metadata was lost)."""
+    for pid in shims:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            continue
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in shims):
+        time.sleep(0.1)
+
+
+def _our_netns() -> list[Path]:
+    """Pod network namespaces whose eth0 has an address of our pod subnet (found without containerd)."""
+    prefix = "inet " + NODE_IP.rsplit(".", 2)[0] + "."
+    out = []
+    for ns in sorted(NETNS_DIR.glob("cni-*")) if NETNS_DIR.is_dir() else []:
+        if prefix in _sh(["ip", "-n", ns.name, "-4", "-o", "addr", "show"], "ip -n", check=False).stdout:
+            out.append(ns)
+    return out
 
 
 def _remove_kube_chains() -> None:
@@ -296,13 +321,23 @@ def _remove_kube_chains() -> None:
                 _sh([cmd, "-w", "5", "-t", table, "-X", chain], f"{cmd} -X", check=False)
 
 
-def _cleanup_host_files(state: Path, record: dict, sandboxes: list[str]) -> None:
-    """Our CNI result cache entries, kubelet's links to our container logs and its device-plugin
-    socket, and the directories of these that did not exist before."""
+def _cni_result_ids() -> set[str]:
+    """Sandbox ids in the CNI result cache under our network's name."""
     results = CNI_CACHE / "results"
-    for sid in sandboxes:
-        for f in (results / f"{CNI_NETWORK}-{sid}-eth0", results / f"cni-loopback-{sid}-lo"):
+    return {f.name[len(CNI_NETWORK) + 1:-len("-eth0")] for f in results.glob(f"{CNI_NETWORK}-*-eth0")} \
+        if results.is_dir() else set()
+
+
+def _cleanup_host_files(state: Path, record: dict, ids: list[str]) -> None:
+    """Our CNI result cache entries and shim sockets, kubelet's links to our container logs and its
+    device-plugin socket, and the directories of these that did not exist before."""
+    results = CNI_CACHE / "results"
+    for cid in ids:
+        for f in (results / f"{CNI_NETWORK}-{cid}-eth0", results / f"cni-loopback-{cid}-lo"):
             f.unlink(missing_ok=True)
+        # containerd 1.6 names a shim's socket after sha256(<containerd address>/<namespace>/<id>)
+        digest = hashlib.sha256(os.path.join(str(socket_path(state)), "k8s.io", cid).encode()).hexdigest()
+        (SHIM_SOCKETS / digest).unlink(missing_ok=True)
     logs = str(node_dir(state) / "pod-logs")
     for link in CONTAINER_LOG_LINKS.iterdir() if CONTAINER_LOG_LINKS.is_dir() else []:
         if link.is_symlink() and os.readlink(link).startswith(logs):
@@ -318,11 +353,20 @@ def _cleanup_host_files(state: Path, record: dict, sandboxes: list[str]) -> None
 def down(state: Path) -> None:
     """Stop the node and undo every host change it made; safe to call when it never ran."""
     ndir = node_dir(state)
-    if not ndir.exists():
+    if not ndir.exists() and not _shims(state):
         return
     record_file = _record_path(state)
     record = json.loads(record_file.read_text()) if record_file.exists() else {}
     pr = procs(state)
+    if not record:
+        # This state's node never changed the host (it stopped before writing its record, e.g.
+        # because another test bed's node runs here): the bridge, chains, pods, network namespaces
+        # and sysctls on this machine are not its own.  Only its own processes and mounts go.
+        pr.stop_all()
+        _stop_shims(_shims(state))
+        _unmount_under([ndir])
+        shutil.rmtree(ndir, ignore_errors=True)
+        return
     for comp in ("kube-proxy", "apiserver-relay", "kubelet"):
         pr.stop(comp)
     if not pr.alive("containerd") and (ndir / "containerd" / "root").is_dir():
@@ -333,12 +377,14 @@ def down(state: Path) -> None:
                      on_fail=lambda: pr.ensure_alive("containerd"))
         except TestbedError:
             pass
+    shims = _shims(state)
     netns, ids = _remove_containers(state) if pr.alive("containerd") else ([], [])
     _kill_pod_processes()
     pr.stop("containerd")
-    _stop_shims(state)
+    _stop_shims(_shims(state))
     pr.stop_all()
-    for ns in netns:
+    ids = sorted(set(ids) | set(shims.values()) | _cni_result_ids())
+    for ns in sorted(set(netns) | set(_our_netns())):
         _sh(["umount", str(ns)], "umount netns", check=False)
         ns.unlink(missing_ok=True)
     if NETNS_DIR.is_dir() and not record.get("dirs_existed", {}).get(str(NETNS_DIR), True) \

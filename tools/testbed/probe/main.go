@@ -119,7 +119,9 @@ func hog(mb int) {
 		}
 	}
 	fmt.Printf("allocated %d MiB\n", len(chunks))
-	select {}
+	for {
+		time.Sleep(time.Hour)
+	}
 }
 
 func main() {
@@ -181,7 +183,9 @@ func main() {
 	case "echo":
 		fmt.Println(strings.Join(args, " "))
 	case "sleep":
-		select {}
+		for {
+		time.Sleep(time.Hour)
+	}
 	default:
 		die("unknown command %s", os.Args[1])
 	}
