@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 import time
 import urllib.request
 import uuid
@@ -23,6 +24,7 @@ from tools.testbed import cluster as testbed_cluster
 from tools.testbed import hoststate, netguard, node
 
 pytestmark = pytest.mark.integration
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # Whether a test bed ran when this module was collected (before any fixture started one).
 _BED_AT_START = testbed_cluster.running() or node.node_dir(testbed_cluster.paths.cluster_dir()).exists()
@@ -305,3 +307,21 @@ def test_node_components_are_listed_in_status(real):
     for comp in node.COMPONENTS:
         assert st[f"node/{comp}"].startswith("running"), st[f"node/{comp}"]
     assert os.path.exists(real["containerd_socket"])
+
+
+def test_second_test_bed_cannot_take_the_node_and_leaves_the_first_intact(cluster, real, tmp_path):
+    """Only one real node per machine: a second test bed (own state, shifted ports) that asks for
+    one is refused with a reason, and the running node keeps its bridge, guard and health."""
+    env = {**os.environ, "DATALAB_STATE": str(tmp_path), "DATALAB_TESTBED_PORT_OFFSET": "300",
+           "DATALAB_TESTBED_REAL_NODE": "1"}
+    try:
+        proc = subprocess.run([sys.executable, "-m", "tools.testbed", "cluster-up"], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=300, check=False)
+        assert proc.returncode == 1, proc.stderr
+        assert f"the bridge {real['bridge']} exists already" in proc.stderr
+        assert "Traceback" not in proc.stderr
+    finally:
+        subprocess.run([sys.executable, "-m", "tools.testbed", "cluster-down"], cwd=REPO, env=env,
+                       capture_output=True, timeout=120, check=False)
+    assert testbed_cluster.node_running()
+    assert netguard.present()

@@ -137,6 +137,13 @@ def _record_path(state: Path) -> Path:
     return node_dir(state) / "host-record.json"
 
 
+def check_host(state: Path) -> None:
+    """Refuse when another test bed's real node runs on this machine (checked before anything starts)."""
+    if _link_exists(BRIDGE) and not _record_path(state).exists():
+        raise TestbedError(f"the bridge {BRIDGE} exists already: another test bed's real node runs on this machine "
+                           "(only one can); stop it, or start this test bed without one: DATALAB_TESTBED_REAL_NODE=0")
+
+
 def _record_host(state: Path) -> dict:
     """Write, once per node life, the values we are about to change (restored by `down`)."""
     path = _record_path(state)
@@ -148,9 +155,7 @@ def _record_host(state: Path) -> dict:
         raise TestbedError("this host already has KUBE-* iptables chains (another kube-proxy or kubelet runs or ran "
                            f"here: {', '.join(c.split()[0][1:] for c in kube_chains[:5])}); the test bed's real node "
                            "would fight over them. Remove them, or start without the node: DATALAB_TESTBED_REAL_NODE=0")
-    if _link_exists(BRIDGE):
-        raise TestbedError(f"the bridge {BRIDGE} exists already: another test bed's real node runs on this machine "
-                           "(only one can); stop it, or start this test bed without one: DATALAB_TESTBED_REAL_NODE=0")
+    check_host(state)
     record = {
         "sysctls": {name: hoststate.read_sysctl(name) for name in hoststate.SYSCTLS},
         "bridge_existed": False,
