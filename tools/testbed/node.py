@@ -20,13 +20,11 @@ and `REAL_NODE_SELECTOR`; everything else lands on the KWOK nodes as before.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import shlex
 import shutil
 import subprocess
-import tarfile
 import tempfile
 import time
 import urllib.request
@@ -34,7 +32,7 @@ from pathlib import Path
 
 import yaml
 
-from . import build, hostpkgs, hoststate, netguard, paths, pki, versions
+from . import build, hostpkgs, hoststate, images, netguard, paths, pki, versions
 from .procs import Procs, TestbedError, wait_for
 
 NAME = "realnode-1"
@@ -412,74 +410,14 @@ def down(state: Path) -> None:
 
 # --- images -----------------------------------------------------------------------------------
 
-def _tarinfo(name: str, size: int = 0, mode: int = 0o644, kind: bytes = tarfile.REGTYPE) -> tarfile.TarInfo:
-    ti = tarfile.TarInfo(name)
-    ti.size, ti.mode, ti.type, ti.mtime, ti.uid, ti.gid = size, mode, kind, 0, 0, 0
-    return ti
-
-
-def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
-    tar.addfile(_tarinfo(name, len(data), mode), io.BytesIO(data))
-
-
-def _static_image(ref: str, files: dict[str, Path], entrypoint: list[str]) -> Path:
-    """A single-layer image of static files as a docker-archive (cached by content under
-    <cache>/images/).  Stand-in until tools/testbed/images offers build_static."""
-    h = hashlib.sha256(json.dumps([ref, entrypoint, sorted(files)]).encode())
-    for dest in sorted(files):
-        h.update(hashlib.sha256(Path(files[dest]).read_bytes()).digest())
-    out = paths.cache_dir() / "images" / f"{ref.replace('/', '_').replace(':', '_')}-{h.hexdigest()[:16]}.tar"
-    if out.exists():
-        return out
-    layer = io.BytesIO()
-    with tarfile.open(fileobj=layer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        dirs = sorted({str(Path(d).parent).lstrip("/") for d in files} | {"tmp", "etc"})
-        for d in dirs:
-            if d and d != ".":
-                tar.addfile(_tarinfo(d, mode=0o1777 if d == "tmp" else 0o755, kind=tarfile.DIRTYPE))
-        _add_bytes(tar, "etc/passwd", b"root:x:0:0:root:/:/nonexistent\nnobody:x:65534:65534::/:/nonexistent\n")
-        _add_bytes(tar, "etc/group", b"root:x:0:\nnogroup:x:65534:\n")
-        for dest in sorted(files):
-            _add_bytes(tar, dest.lstrip("/"), Path(files[dest]).read_bytes(), 0o755)
-    layer_bytes = layer.getvalue()
-    diff_id = hashlib.sha256(layer_bytes).hexdigest()
-    config = json.dumps({"architecture": "amd64", "os": "linux",
-                         "config": {"Entrypoint": entrypoint, "Env": ["PATH=/usr/local/bin:/usr/bin:/bin"],
-                                    "WorkingDir": "/"},
-                         "rootfs": {"type": "layers", "diff_ids": [f"sha256:{diff_id}"]}}, sort_keys=True).encode()
-    config_name = hashlib.sha256(config).hexdigest() + ".json"
-    repo, tag = ref.rsplit(":", 1)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.new")
-    with tarfile.open(tmp, "w") as tar:
-        _add_bytes(tar, f"{diff_id}/layer.tar", layer_bytes)
-        _add_bytes(tar, config_name, config)
-        _add_bytes(tar, "manifest.json", json.dumps(
-            [{"Config": config_name, "RepoTags": [ref], "Layers": [f"{diff_id}/layer.tar"]}]).encode())
-        _add_bytes(tar, "repositories", json.dumps({repo: {tag: diff_id}}).encode())
-    os.replace(tmp, out)
-    return out
-
-
 def build_static_image(ref: str, files: dict[str, Path], entrypoint: list[str]) -> Path:
-    """tools.testbed.images.build_static when the image builder offers it, else our stand-in."""
-    try:
-        from . import images  # noqa: PLC0415
-        return images.build_static(ref, files, entrypoint)
-    except (ImportError, AttributeError):
-        return _static_image(ref, files, entrypoint)
+    """A single-layer image of static files (tools/testbed/images), cached by content."""
+    return images.build_static(ref, files, entrypoint)
 
 
 def import_images(state: Path, archives: list[Path]) -> None:
-    """Import docker/OCI archives into the node's containerd (namespace k8s.io, the CRI's)."""
-    try:
-        from . import images  # noqa: PLC0415
-        images.import_into(str(socket_path(state)), archives)
-        return
-    except (ImportError, AttributeError):
-        pass
-    for archive in archives:
-        _ctr(state, "images", "import", "--snapshotter", "overlayfs", str(archive))
+    """Import docker archives into the node's containerd (namespace k8s.io, the CRI's) under their refs."""
+    images.import_into(str(socket_path(state)), archives)
 
 
 def probe_binary() -> Path:
