@@ -27,7 +27,6 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
@@ -116,6 +115,19 @@ def hub_python():
     if proc.returncode != 0:
         pytest.fail(f"the e2e set-up failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}", pytrace=False)
     return json.loads(proc.stdout)["hub_python"]
+
+
+@pytest.fixture(scope="module")
+def namespace(cluster):
+    core = client.CoreV1Api(config.new_client_from_config(config_file=cluster.kubeconfig))
+    name = "dl-hook-" + uuid.uuid4().hex[:6]
+    core.create_namespace({"metadata": {"name": name}})
+    yield name
+    try:
+        core.delete_namespace(name)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
 
 
 @pytest.mark.parametrize("venv", ["hub50", "hub-current"])
