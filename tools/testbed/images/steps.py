@@ -33,12 +33,13 @@ def downloads_dir() -> Path:
     return Path(base)
 
 
-def _run(argv: list[str], what: str, cwd: Path | None = None, env: dict | None = None) -> str:
+def _run(argv: list[str], what: str, cwd: Path | None = None, env: dict | None = None, hint: str = "") -> str:
     proc = subprocess.run(argv, cwd=cwd, env={**os.environ, **(env or {})}, text=True, check=False,
                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
         tail = "\n".join(proc.stdout.splitlines()[-25:])
-        raise TestbedError(f"{what} failed (exit {proc.returncode}): {' '.join(argv[:5])} ...\n{tail}")
+        raise TestbedError(f"{what} failed (exit {proc.returncode}): {' '.join(argv[:5])} ...\n{tail}"
+                           + (f"\n({hint})" if hint else ""))
     return proc.stdout
 
 
@@ -59,9 +60,17 @@ SLIM = ("path-exclude=/usr/share/man/*", "path-exclude=/usr/share/locale/*",
         "path-include=/usr/share/doc/*/copyright", "path-exclude=/usr/share/info/*")
 
 
+APT_LISTS = Path("/var/lib/apt/lists")
+
+
 def mmdebstrap_argv(recipe: Recipe, target: Path, apt_cache: Path, sources: list[Path]) -> list[str]:
     argv = ["mmdebstrap", "--variant=minbase", "--mode=root", "--format=directory", "--skip=essential/unlink",
-            "--aptopt=APT::Install-Recommends \"false\"",
+            "--aptopt=APT::Install-Recommends \"false\"", "--dpkgopt=force-unsafe-io",
+            # the host's package lists, not a fresh `apt-get update`: the same archive state that the
+            # cache key records and that resolves the packages of layered images (and no index download)
+            "--skip=update", "--aptopt=Acquire::GzipIndexes \"true\"",
+            f"--setup-hook=mkdir -p \"$1/var/lib/apt/lists\" && "
+            f"cp -p {APT_LISTS}/*_InRelease {APT_LISTS}/*_Packages* \"$1/var/lib/apt/lists/\"",
             # the .debs land in (and come from) the host's download cache, never in the image
             f"--setup-hook=mkdir -p \"$1/var/cache/apt/archives\" && "
             f"mount --bind {apt_cache} \"$1/var/cache/apt/archives\"",
@@ -82,14 +91,26 @@ def debian_root(recipe: Recipe, target: Path) -> None:
     sources = keymod.apt_sources_files()
     if not sources:
         raise TestbedError("no apt sources on this machine (/etc/apt/sources.list*): mmdebstrap needs a Debian mirror")
+    host_lists()
     apt_cache = downloads_dir() / "apt"
     (apt_cache / "partial").mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     try:
-        _run(mmdebstrap_argv(recipe, target, apt_cache, sources), f"mmdebstrap {recipe.suite} for {recipe.name}")
+        _run(mmdebstrap_argv(recipe, target, apt_cache, sources), f"mmdebstrap {recipe.suite} for {recipe.name}",
+             hint=STALE_LISTS)
     finally:
         unmount_below(target)
     log(f"{recipe.name}: Debian {recipe.suite} root with {len(recipe.debs)} packages in {time.monotonic() - t0:.1f}s")
+
+
+STALE_LISTS = ("if a package download failed (404), the host's package lists are older than the mirror: "
+               "`apt-get update` (the images are then rebuilt: the lists' dates are in the cache key)")
+
+
+def host_lists() -> None:
+    """The host's apt lists, which resolve every Debian package of every image."""
+    if not any(APT_LISTS.glob("*_InRelease")) or not any(APT_LISTS.glob("*_Packages*")):
+        _run(["apt-get", "update", "-q"], "apt-get update (the host has no package lists)")
 
 
 INST = re.compile(r"^Inst (\S+) (?:\[[^\]]*\] )?\((\S+) .*\[([^\]]+)\]\)", re.M)
@@ -112,9 +133,7 @@ def _host_apt(rootfs: Path, apt_cache: Path) -> list[str]:
 def fetch_debs(packages: tuple[str, ...], rootfs: Path, into: Path) -> int:
     """What apt would add to `rootfs` for `packages`, downloaded by the host's apt (which uses
     the same sources as the root) into the download cache, linked into `into`."""
-    lists = Path("/var/lib/apt/lists")
-    if not any(lists.glob("*InRelease")):
-        _run(["apt-get", "update", "-q"], "apt-get update (the host has no package lists)")
+    host_lists()
     apt_cache = downloads_dir() / "apt"
     (apt_cache / "partial").mkdir(parents=True, exist_ok=True)
     base = _host_apt(rootfs, apt_cache)
@@ -122,7 +141,8 @@ def fetch_debs(packages: tuple[str, ...], rootfs: Path, into: Path) -> int:
     wanted = parse_simulation(sim)
     if not wanted:
         return 0
-    _run([*base, "-y", "--download-only", "install", *packages], f"downloading {' '.join(packages)}")
+    _run([*base, "-y", "--download-only", "install", *packages], f"downloading {' '.join(packages)}",
+         hint=STALE_LISTS)
     into.mkdir(parents=True, exist_ok=True)
     for name, version, arch in wanted:
         src = apt_cache / deb_filename(name, version, arch)
