@@ -432,11 +432,11 @@ def ensure_up() -> tuple[ClusterInfo, bool]:
     if _procs().recorded() or node.node_dir(state).exists():
         build.log("found a test bed with dead components; removing it and starting fresh")
         down()
-    if node.enabled():
-        node.check_host(state)
     bins = build.ensure_binaries(_binaries())
     for comp, port in _ports():
         check_port_free(HOST, port, comp)
+    if node.enabled():
+        node.check_host(state)
     if state.exists():
         shutil.rmtree(state)
     state.mkdir(parents=True)
