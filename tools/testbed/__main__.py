@@ -19,8 +19,10 @@ def _exports(env: dict[str, str]) -> None:
 
 def cluster_up() -> int:
     info, started = cluster.ensure_up()
+    real = (f"; real node {info.real_node['name']} at {info.real_node['address']}, "
+            f"NodePorts on {info.real_node['nodeport_address']}") if info.real_node else ""
     print(f"[testbed] cluster {'started' if started else 'already running'}: {info.server} "
-          f"(Kubernetes {info.version}, {len(info.nodes)} nodes)", file=sys.stderr)
+          f"(Kubernetes {info.version}, {len(info.nodes)} simulated nodes{real})", file=sys.stderr)
     return 0
 
 
