@@ -180,10 +180,18 @@ def ensure(name: str) -> Built:
         return _build(r, ks[name], base)
 
 
-def _build(r: Recipe, key: str, base: Built | None) -> Built:
+def _fresh_store() -> Store:
+    """The build store, without what an interrupted build left (containers, work directories)."""
     st = store()
     st.prepare()
     st.clean_containers()
+    for d in images_dir().glob(".build-*"):
+        shutil.rmtree(d, ignore_errors=True)
+    return st
+
+
+def _build(r: Recipe, key: str, base: Built | None) -> Built:
+    st = _fresh_store()
     t0 = time.monotonic()
     log(f"building image {r.name} ({', '.join(r.refs)}), key {key[:12]}")
     archive, record_path = _paths_for(r.name, key)
@@ -262,9 +270,7 @@ def build_static(ref: str, files: dict[str, Path], entrypoint: list[str], env: d
         if _valid(archive, record_path, k):
             return archive
         t0 = time.monotonic()
-        st = store()
-        st.prepare()
-        st.clean_containers()
+        st = _fresh_store()
         tmp = Path(tempfile.mkdtemp(prefix=".build-static-", dir=images_dir()))
         try:
             ctr = st.from_("scratch", "datalab-static")

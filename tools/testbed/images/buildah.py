@@ -24,6 +24,16 @@ def log(msg: str) -> None:
     print(f"[testbed] {msg}", file=sys.stderr, flush=True)
 
 
+def hidden_system_store(argv: list[str]) -> list[str]:
+    """`argv` in a private mount namespace with an empty tmpfs over /var/lib/containers (or /var/lib
+    when that does not exist): image copies (commit, skopeo copy) as root always write a blob-info
+    cache to /var/lib/containers/cache, and no flag moves it.  Not for `buildah mount`, whose
+    mount must outlive the command."""
+    hide = "/var/lib/containers" if os.path.isdir("/var/lib/containers") else "/var/lib"
+    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+            'mount -t tmpfs -o size=16m,mode=0700 datalab-images "$0" && exec "$@"', hide, *argv]
+
+
 class Store:
     def __init__(self, root: Path):
         self.root = root
@@ -104,8 +114,8 @@ class Store:
             self.buildah("config", *args, ctr, what="buildah config")
 
     def commit(self, ctr: str, tag: str) -> str:
-        return self.buildah("commit", "--quiet", "--format", "docker", "--rm", ctr, tag,
-                            what="buildah commit").strip()
+        return self._run(hidden_system_store(self.argv("commit", "--quiet", "--format", "docker", "--rm", ctr, tag)),
+                         "buildah commit").strip()
 
     # images -----------------------------------------------------------------------------------
     def image_id(self, ref: str) -> str | None:
@@ -114,7 +124,7 @@ class Store:
 
     def load_archive(self, archive: Path, tag: str) -> None:
         """A base image back into the store from its archive (a local file, no registry)."""
-        self._run(["skopeo", "copy", "--quiet", f"docker-archive:{archive}", self.transport(tag)],
+        self._run(hidden_system_store(["skopeo", "copy", "--quiet", f"docker-archive:{archive}", self.transport(tag)]),
                   f"loading {archive.name} into the build store")
 
     def remove_images(self, tags: list[str]) -> None:
@@ -131,5 +141,5 @@ class Store:
         for r in refs[1:]:
             argv += ["--additional-tag", r]
         t0 = time.monotonic()
-        self._run(argv, f"writing {out.name}")
+        self._run(hidden_system_store(argv), f"writing {out.name}")
         log(f"archive {out.name} written in {time.monotonic() - t0:.1f}s")
