@@ -16,7 +16,7 @@ import time
 import pytest
 
 from tools.testbed import hoststate, images
-from tools.testbed.images import api
+from tools.testbed.images import Recipe, api, recipes
 
 pytestmark = [
     pytest.mark.integration,
@@ -78,16 +78,37 @@ def test_unchanged_recipe_is_a_cache_hit_in_seconds(python_image):
     assert python_image.key[:12] in row and " yes " in row
 
 
-def test_damaged_archive_is_rebuilt_and_the_host_network_is_untouched(python_image):
-    before = hoststate.snapshot()
-    data = bytearray(python_image.archive.read_bytes())
+# An image only this test builds (other sessions share the cache and may rebuild debian-python),
+# layered on debian-python with a local file and a command run inside (buildah run).
+OWN = Recipe(name="images-test", refs=("local.test/images-test:1",), base="debian-python",
+             files=(("tests/integration/test_images.py", "/srv/"),),
+             run=("python3 -c 'import sys; print(sys.version)' > /srv/ran.txt",), cmd=("cat", "/srv/ran.txt"))
+
+
+@pytest.fixture()
+def own_image(monkeypatch, python_image):
+    monkeypatch.setitem(recipes.RECIPES, OWN.name, OWN)
+    return images.ensure(OWN.name)
+
+
+def _blob_cache_state():
+    d = "/var/lib/containers/cache"
+    return sorted((f, os.stat(os.path.join(d, f)).st_mtime_ns) for f in os.listdir(d)) if os.path.isdir(d) else None
+
+
+def test_damaged_archive_is_rebuilt_and_the_host_network_is_untouched(own_image):
+    _, names = _layers(own_image.archive)
+    assert {"srv/test_images.py", "srv/ran.txt"} <= set(names)
+    before, blob_cache = hoststate.snapshot(), _blob_cache_state()
+    data = bytearray(own_image.archive.read_bytes())
     data[len(data) // 2] ^= 0xFF  # same size, one byte different
-    python_image.archive.write_bytes(bytes(data))
-    rebuilt = images.ensure("debian-python")  # buildah from the base, run --network none, commit, push
+    own_image.archive.write_bytes(bytes(data))
+    rebuilt = images.ensure(OWN.name)  # buildah from debian-python, run --network none, commit, push
     after = hoststate.snapshot()
-    assert rebuilt.built and rebuilt.key == python_image.key
+    assert rebuilt.built and rebuilt.key == own_image.key
     assert api._valid(rebuilt.archive, rebuilt.archive.with_suffix(".json"), rebuilt.key)
-    assert not images.ensure("debian-python").built
+    assert not images.ensure(OWN.name).built
+    assert _blob_cache_state() == blob_cache  # nothing written under /var/lib/containers
     diffs = hoststate.compare(before, after)
     node_came_or_went = any("dl-rn0 bridge" in d for d in diffs)
     ours = [d for d in diffs if not REAL_NODE.search(d) and not (node_came_or_went and FORWARDING.search(d))]
