@@ -249,3 +249,9 @@ def test_unpack_strips_the_top_directory(tmp_path):
         f.add(src, arcname="top")
     steps.unpack(t, tmp_path / "out2")
     assert (tmp_path / "out2" / "bin" / "x").read_text() == "x"
+
+
+def test_a_missing_local_input_names_the_recipe(tmp_path):
+    r = Recipe(name="gone", refs=("local.test/gone:1",), base="debian-python", files=((str(tmp_path / "nope"), "/x"),))
+    with pytest.raises(TestbedError, match="image recipe gone: .*nope"):
+        key.local_inputs(r)

@@ -71,7 +71,11 @@ def recipe_fields(recipe: Recipe) -> dict:
 
 
 def local_inputs(recipe: Recipe) -> dict[str, str]:
-    return {src: tree_digest(source_path(src)) for src, _dest in recipe.files}
+    from ..procs import TestbedError  # noqa: PLC0415
+    try:
+        return {src: tree_digest(source_path(src)) for src, _dest in recipe.files}
+    except (OSError, ValueError) as exc:
+        raise TestbedError(f"image recipe {recipe.name}: {exc}") from None
 
 
 def apt_sources_files() -> list[Path]:
