@@ -229,8 +229,15 @@ def test_publish_supersedes_older_keys(tmp_path, monkeypatch):
     for kk in ("1" * 64, "2" * 64):
         archive, rec_path = api._paths_for("demo", kk)
         _fake_archive(tmp_path / "work" / "image.tar", ["local.test/demo:1"])
-        api._publish(tmp_path / "work" / "image.tar", archive, rec_path, {"key": kk})
+        api._publish(tmp_path / "work" / "image.tar", archive, rec_path, {"name": "demo", "key": kk})
     assert sorted(p.name for p in archive.parent.iterdir()) == ["2" * 64 + ".json", "2" * 64 + ".tar"]
+    # static images share a directory: only the same ref is superseded
+    for kk, ref in (("3" * 64, "local.test/pause:3.10"), ("4" * 64, "local.test/coredns:1.15.0"),
+                    ("5" * 64, "local.test/pause:3.10")):
+        archive, rec_path = api._paths_for("static", kk)
+        _fake_archive(tmp_path / "work" / "image.tar", [ref])
+        api._publish(tmp_path / "work" / "image.tar", archive, rec_path, {"name": ref, "key": kk})
+    assert sorted(p.stem for p in archive.parent.glob("*.tar")) == ["4" * 64, "5" * 64]
 
 
 def test_unpack_strips_the_top_directory(tmp_path):

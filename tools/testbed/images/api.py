@@ -137,11 +137,17 @@ def _publish(tmp_archive: Path, archive: Path, record_path: Path, record: dict) 
     tmp_rec = record_path.with_suffix(".json.tmp")
     tmp_rec.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     os.replace(tmp_rec, record_path)
-    # older keys of the same image are superseded
-    for p in archive.parent.iterdir():
-        if p.name.split(".")[0] != archive.stem and p.suffix in (".tar", ".json", ".tmp") and \
-                archive.parent.name != "static":
-            p.unlink(missing_ok=True)
+    # older keys of the same image (same recipe, or same ref for static images) are superseded
+    for other in archive.parent.glob("*.json"):
+        if other.stem == archive.stem:
+            continue
+        try:
+            same = json.loads(other.read_text()).get("name") == record.get("name")
+        except (OSError, ValueError):
+            same = True
+        if same:
+            other.with_suffix(".tar").unlink(missing_ok=True)
+            other.unlink(missing_ok=True)
     return record
 
 
