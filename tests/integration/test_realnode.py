@@ -22,6 +22,7 @@ from kubernetes import client, config
 from tests.integration.test_testbed import _exists, _until
 from tools.testbed import cluster as testbed_cluster
 from tools.testbed import hoststate, netguard, node
+from tools.testbed.procs import TestbedError, check_port_free
 
 pytestmark = pytest.mark.integration
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -309,10 +310,24 @@ def test_node_components_are_listed_in_status(real):
     assert os.path.exists(real["containerd_socket"])
 
 
+def _free_offset() -> int:
+    """A DATALAB_TESTBED_PORT_OFFSET whose control-plane ports are all free now (other test beds run here)."""
+    base = [p for v in testbed_cluster.PORTS.values() for p in (v if isinstance(v, tuple) else (v,))]
+    base = [p - testbed_cluster._OFF for p in base]  # pylint: disable=protected-access
+    for offset in range(300, 2000, 7):
+        try:
+            for port in base:
+                check_port_free("127.0.0.1", port + offset, "probe")
+        except TestbedError:
+            continue
+        return offset
+    raise AssertionError("no free port offset between 300 and 2000")
+
+
 def test_second_test_bed_cannot_take_the_node_and_leaves_the_first_intact(cluster, real, tmp_path):
     """Only one real node per machine: a second test bed (own state, shifted ports) that asks for
     one is refused with a reason, and the running node keeps its bridge, guard and health."""
-    env = {**os.environ, "DATALAB_STATE": str(tmp_path), "DATALAB_TESTBED_PORT_OFFSET": "300",
+    env = {**os.environ, "DATALAB_STATE": str(tmp_path), "DATALAB_TESTBED_PORT_OFFSET": str(_free_offset()),
            "DATALAB_TESTBED_REAL_NODE": "1"}
     try:
         proc = subprocess.run([sys.executable, "-m", "tools.testbed", "cluster-up"], cwd=REPO, env=env,

@@ -147,13 +147,13 @@ def _record_host(state: Path) -> dict:
     path = _record_path(state)
     if path.exists():
         return json.loads(path.read_text())
+    check_host(state)
     kube_chains = [ln for ln in _sh(["iptables-save"], "iptables-save", check=False).stdout.splitlines()
                    if ln.startswith(":KUBE-")]
     if kube_chains:
         raise TestbedError("this host already has KUBE-* iptables chains (another kube-proxy or kubelet runs or ran "
                            f"here: {', '.join(c.split()[0][1:] for c in kube_chains[:5])}); the test bed's real node "
                            "would fight over them. Remove them, or start without the node: DATALAB_TESTBED_REAL_NODE=0")
-    check_host(state)
     record = {
         "sysctls": {name: hoststate.read_sysctl(name) for name in hoststate.SYSCTLS},
         "bridge_existed": False,
