@@ -296,12 +296,15 @@ def _stop_shims(shims: dict[int, str]) -> None:
         time.sleep(0.1)
 
 
-def _our_netns() -> list[Path]:
-    """Pod network namespaces whose eth0 has an address of our pod subnet (found without containerd)."""
-    prefix = "inet " + NODE_IP.rsplit(".", 2)[0] + "."
+def _our_netns(state: Path) -> list[Path]:
+    """Pod network namespaces holding an address our IPAM handed out (its files under
+    <node>/cni/ipam/<network>/<ip>): found without containerd, never another runtime's."""
+    ipam = node_dir(state) / "cni" / "ipam" / CNI_NETWORK
+    ours = {f.name for f in ipam.iterdir() if f.name.count(".") == 3} if ipam.is_dir() else set()
     out = []
-    for ns in sorted(NETNS_DIR.glob("cni-*")) if NETNS_DIR.is_dir() else []:
-        if prefix in _sh(["ip", "-n", ns.name, "-4", "-o", "addr", "show"], "ip -n", check=False).stdout:
+    for ns in sorted(NETNS_DIR.glob("cni-*")) if ours and NETNS_DIR.is_dir() else []:
+        listed = _sh(["ip", "-n", ns.name, "-4", "-o", "addr", "show"], "ip -n", check=False).stdout
+        if any(f"inet {ip}/" in listed for ip in ours):
             out.append(ns)
     return out
 
@@ -387,7 +390,7 @@ def down(state: Path) -> None:
     _stop_shims(_shims(state))
     pr.stop_all()
     ids = sorted(set(ids) | set(shims.values()) | _cni_result_ids())
-    for ns in sorted(set(netns) | set(_our_netns())):
+    for ns in sorted(set(netns) | set(_our_netns(state))):
         _sh(["umount", str(ns)], "umount netns", check=False)
         ns.unlink(missing_ok=True)
     if NETNS_DIR.is_dir() and not record.get("dirs_existed", {}).get(str(NETNS_DIR), True) \
