@@ -13,6 +13,9 @@ Addresses (all on this machine):
     of Service default/kubernetes points at 10.88.0.1:6443, where socat relays to the API server
     on 127.0.0.1 (which stays loopback-only).
 
+On unless DATALAB_TESTBED_REAL_NODE=0; a port-offset test bed has one only with
+DATALAB_TESTBED_REAL_NODE=1 and while no other node runs on the machine (`check_host`).
+
 The node is tainted `testbed.datalab.io/real-node=true:NoSchedule` and labelled
 `testbed.datalab.io/node-kind=real`: workloads meant to run for real carry `REAL_NODE_TOLERATION`
 and `REAL_NODE_SELECTOR`; everything else lands on the KWOK nodes as before.
@@ -156,7 +159,6 @@ def _record_host(state: Path) -> dict:
                            "would fight over them. Remove them, or start without the node: DATALAB_TESTBED_REAL_NODE=0")
     record = {
         "sysctls": {name: hoststate.read_sysctl(name) for name in hoststate.SYSCTLS},
-        "bridge_existed": False,
         "lo_address_existed": _lo_has_address(),
         "dirs_existed": {str(p): p.exists() for p in _HOST_DIRS},
         "cgroups_existed": sorted(str(p) for p in Path("/sys/fs/cgroup").glob("*/kubepods")),
@@ -401,7 +403,7 @@ def down(state: Path) -> None:
     _cleanup_host_files(state, record, ids)
     _remove_kube_chains()
     netguard.down()
-    if not record.get("bridge_existed") and _link_exists(BRIDGE):
+    if _link_exists(BRIDGE):  # ours: check_host refused to start beside another one
         _sh(["ip", "link", "delete", BRIDGE], "deleting the node's bridge", check=False)
     if not record.get("lo_address_existed") and _lo_has_address():
         _sh(["ip", "addr", "del", f"{NODEPORT_ADDRESS}/32", "dev", "lo"], "removing the lo address", check=False)
