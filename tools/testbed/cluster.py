@@ -6,6 +6,8 @@ half-dead one (a component exited) is torn down and started fresh.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shlex
@@ -410,9 +412,38 @@ def _binaries() -> tuple[str, ...]:
     return tuple(build.BINARIES) if node.enabled() else build.CONTROL_PLANE_BINARIES
 
 
+_LOCK = {"depth": 0, "file": None}
+
+
+@contextlib.contextmanager
+def _locked():
+    """One cluster-up/-down at a time per state directory, across processes (several test sessions
+    share one test bed; two of them restarting its node at once would each tear down the other's).
+    Re-entrant within a process."""
+    if _LOCK["depth"] == 0:
+        path = paths.state_dir() / "cluster.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _LOCK["file"] = open(path, "a", encoding="utf-8")  # noqa: SIM115 - held until the outermost exit
+        fcntl.flock(_LOCK["file"], fcntl.LOCK_EX)
+    _LOCK["depth"] += 1
+    try:
+        yield
+    finally:
+        _LOCK["depth"] -= 1
+        if _LOCK["depth"] == 0:
+            fcntl.flock(_LOCK["file"], fcntl.LOCK_UN)
+            _LOCK["file"].close()
+            _LOCK["file"] = None
+
+
 def ensure_up() -> tuple[ClusterInfo, bool]:
     """Start the cluster unless a healthy one runs. Returns (info, started_by_this_call).
     A running control plane whose real node is missing or half-dead gets a fresh node."""
+    with _locked():
+        return _ensure_up()
+
+
+def _ensure_up() -> tuple[ClusterInfo, bool]:
     if running() and node.enabled() and not (_state() / "pki" / "apiserver-kubelet-client.crt").exists():
         build.log("the running test bed predates the real node (its API server has no kubelet client "
                   "certificate); restarting it")
@@ -480,6 +511,11 @@ def ensure_up() -> tuple[ClusterInfo, bool]:
 
 
 def down() -> None:
+    with _locked():
+        _down()
+
+
+def _down() -> None:
     state = _state()
     node.down(state)
     _procs().stop_all(list(reversed(COMPONENTS)))
