@@ -17,8 +17,11 @@ import urllib.request
 import uuid
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 
+from tests.integration.realpods import api, core, real  # noqa: F401 - fixtures
+from tests.integration.realpods import pod_manifest as _pod
+from tests.integration.realpods import ready as _ready
 from tests.integration.test_testbed import _exists, _until
 from tools.testbed import cluster as testbed_cluster
 from tools.testbed import hoststate, netguard, node
@@ -62,23 +65,6 @@ def test_hoststate_compare_names_each_difference():
     ]
 
 
-@pytest.fixture(scope="module")
-def real(cluster):
-    if not cluster.real_node:
-        pytest.skip("the test bed runs without a real node (DATALAB_TESTBED_REAL_NODE=0 or a port offset)")
-    return cluster.real_node
-
-
-@pytest.fixture(scope="module")
-def api(cluster, real):
-    return config.new_client_from_config(config_file=cluster.kubeconfig)
-
-
-@pytest.fixture(scope="module")
-def core(api):
-    return client.CoreV1Api(api)
-
-
 @pytest.fixture()
 def ns(core):
     name = f"realnode-{uuid.uuid4().hex[:6]}"
@@ -92,23 +78,12 @@ def _container(real, args, name="main", **extra):
     return {"name": name, "image": real["images"]["probe"], "imagePullPolicy": "Never", "args": args, **extra}
 
 
-def _pod(real, name, containers, **spec):
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": name}},
-            "spec": {"nodeSelector": real["node_selector"], "tolerations": [real["toleration"]],
-                     "terminationGracePeriodSeconds": 1, "containers": containers, **spec}}
-
-
 def _run_pod(core, ns, real, name, args, timeout=60, **spec):
     """A pod that runs the probe once; returns (phase, its log)."""
     core.create_namespaced_pod(ns, _pod(real, name, [_container(real, args)], restartPolicy="Never", **spec))
     pod = _until(lambda: (p := core.read_namespaced_pod(name, ns)).status.phase in ("Succeeded", "Failed") and p,
                  timeout, f"pod {name} to finish")
     return pod.status.phase, core.read_namespaced_pod_log(name, ns)
-
-
-def _ready(core, ns, name):
-    pod = core.read_namespaced_pod(name, ns)
-    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or []) and pod
 
 
 def _kubectl(cluster, *args, timeout=30):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import tarfile
+from pathlib import Path
 
 import pytest
 
@@ -27,7 +28,8 @@ BASE = Recipe(name="x", refs=("local.test/x:1",), base="debian-base", debs=("pyt
 # one changed value per recipe field
 CHANGES = {
     "name": "y", "refs": ("local.test/x:2",), "base": "debian-jre", "suite": "trixie", "debs": ("python3", "curl"),
-    "slim": False, "pip": ("requests==2.32.3",), "pip_venv": "/opt/hub", "python_version": "3.12",
+    "slim": False, "pip": ("requests==2.32.3",), "pip_sdist": ("onetimepass==1.0.1",), "pip_venv": "/opt/hub",
+    "python_version": "3.12",
     "npm": ("configurable-http-proxy@4.6.3",), "npm_prefix": "/opt/chp",
     "maven": (Maven("org.example:a:1", "/opt/a.jar"),), "files": (("tools", "/opt/tools"),),
     "run": ("true",), "env": (("A", "1"),), "user": "1000", "workdir": "/srv", "entrypoint": ("tini",),
@@ -262,3 +264,65 @@ def test_a_missing_local_input_names_the_recipe(tmp_path):
     r = Recipe(name="gone", refs=("local.test/gone:1",), base="debian-python", files=((str(tmp_path / "nope"), "/x"),))
     with pytest.raises(TestbedError, match="image recipe gone: .*nope"):
         key.local_inputs(r)
+
+
+def test_wheel_platforms_cover_every_manylinux_level_the_image_runs():
+    tags = steps.wheel_platforms(36)
+    assert tags[0] == "manylinux_2_36_x86_64" and "manylinux_2_17_x86_64" in tags and "manylinux_2_5_x86_64" in tags
+    assert {"manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64"} <= set(tags)
+    assert "manylinux_2_37_x86_64" not in tags and "linux_x86_64" not in tags
+    r = dataclasses.replace(BASE, pip=("aiohttp==3.14.1",))
+    argv = steps.pip_download_argv(r, Path("/d"))
+    assert [argv[i + 1] for i, a in enumerate(argv) if a == "--platform"] == steps.wheel_platforms()
+    assert "--only-binary=:all:" in argv and argv[-1] == "aiohttp==3.14.1"
+
+
+def test_sdist_wheels_must_be_pure_python(tmp_path):
+    r = dataclasses.replace(BASE, pip=("onetimepass==1.0.1", "six==1.17.0"), pip_sdist=("onetimepass==1.0.1",))
+    assert steps.pip_wheel_argv(r, tmp_path)[-1] == "onetimepass==1.0.1"
+    assert "--no-binary=:all:" in steps.pip_wheel_argv(r, tmp_path)
+    steps.check_pure([tmp_path / "onetimepass-1.0.1-py3-none-any.whl"], r)
+    with pytest.raises(TestbedError, match="psycopg2-2.9.12-cp311-cp311-linux_x86_64.whl .*compiled code"):
+        steps.check_pure([tmp_path / "psycopg2-2.9.12-cp311-cp311-linux_x86_64.whl"], r)
+
+
+def test_py_sources_are_called_and_keyed(tmp_path, monkeypatch):
+    import sys  # noqa: PLC0415
+    import types  # noqa: PLC0415
+    made = tmp_path / "bin"
+    made.write_text("v1")
+    mod = types.ModuleType("datalab_fake_producer")
+    calls = []
+    mod.produce = lambda: calls.append(1) or made
+    monkeypatch.setitem(sys.modules, "datalab_fake_producer", mod)
+    r = Recipe(name="p", refs=("local.test/p:1",), base="debian-base",
+               files=(("py:datalab_fake_producer:produce", "/usr/bin/p"),))
+    assert key.source_path("py:datalab_fake_producer:produce") == made
+    first = key.local_inputs(r)
+    made.write_text("v2")
+    assert key.local_inputs(r) != first and len(calls) == 3
+
+
+def test_platform_recipes_use_the_references_the_roles_and_chart_run():
+    refs = {n: r.refs for n, r in recipes.RECIPES.items()}
+    assert refs["keycloak"] == ("quay.io/keycloak/keycloak:26.5.5",)
+    assert refs["minio"] == ("quay.io/minio/minio:RELEASE.2024-12-18T13-15-44Z",)
+    assert refs["mc"] == ("quay.io/minio/mc:RELEASE.2024-11-21T17-21-54Z",)
+    assert refs["k8s-hub"] == ("quay.io/jupyterhub/k8s-hub:4.4.0",)
+    assert refs["chp"] == ("quay.io/jupyterhub/configurable-http-proxy:5.2.0",)
+    assert refs["pyspark-notebook"] == ("quay.io/jupyter/pyspark-notebook:spark-3.5.2",)
+    assert recipes.RECIPES["keycloak"].user == "1000" and recipes.RECIPES["k8s-hub"].user == "1000"
+
+
+def test_hub_pins_are_the_charts_hub_image_requirements():
+    """The hub recipe installs exactly the pins of the chart's hub image (when the shared file is here),
+    with psycopg2 (sdist only) as psycopg2-binary of the same version."""
+    charts = Path(__file__).resolve().parents[2].parent / "shared" / "upstream-charts"
+    req = charts / "z2jh-4.4.0-hub-image-requirements.txt"
+    if not req.is_file():
+        pytest.skip(f"{req} is not on this machine")
+    pins = sorted(line.split("#")[0].strip() for line in req.read_text().splitlines()
+                  if line.split("#")[0].strip())
+    hub = recipes.RECIPES["k8s-hub"]
+    assert sorted(p.replace("psycopg2-binary==", "psycopg2==") for p in hub.pip) == pins
+    assert set(hub.pip_sdist) <= set(hub.pip)

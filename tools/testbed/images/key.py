@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib
 import json
 import os
 import stat
@@ -62,6 +63,12 @@ def tree_digest(path: Path) -> str:
 
 
 def source_path(src: str) -> Path:
+    """A local input: a path (absolute or relative to the repository), or `py:<module>:<function>`,
+    a function that returns the path of something the test bed makes itself (e.g. a binary built
+    from the Go module proxy, cached), called whenever the key is computed."""
+    if src.startswith("py:"):
+        module, _, func = src[3:].partition(":")
+        return Path(getattr(importlib.import_module(module), func)())
     p = Path(src)
     return p if p.is_absolute() else paths.REPO / p
 

@@ -168,22 +168,58 @@ def install_debs(store: Store, ctr: str, rootfs: Path, recipe: Recipe, tmp: Path
 
 
 # pip ---------------------------------------------------------------------------------------------
+# glibc of Debian bookworm.  With an explicit --platform pip accepts exactly the tags given (it
+# does not add the older manylinux levels a glibc 2.36 system runs), so every level is listed.
+GLIBC_MINOR = 36
+
+
+def wheel_platforms(glibc_minor: int = GLIBC_MINOR, arch: str = "x86_64") -> list[str]:
+    """The manylinux tags a system with glibc 2.<glibc_minor> runs, newest first (PEP 600 plus the
+    legacy aliases manylinux2014/2010/1 for 2.17/2.12/2.5)."""
+    out = [f"manylinux_2_{m}_{arch}" for m in range(glibc_minor, 4, -1)]
+    legacy = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
+    return out + [f"{name}_{arch}" for m, name in legacy.items() if m <= glibc_minor]
+
+
 def pip_download_argv(recipe: Recipe, dest: Path) -> list[str]:
     py = recipe.python_version.replace(".", "")
+    platforms = [a for p in wheel_platforms() for a in ("--platform", p)]
     return [sys.executable, "-m", "pip", "download", "--quiet", "--dest", str(dest), "--only-binary=:all:",
             "--python-version", recipe.python_version, "--implementation", "cp", "--abi", f"cp{py}",
-            "--platform", "manylinux_2_36_x86_64", *recipe.pip]
+            *platforms, *recipe.pip]
+
+
+def pip_wheel_argv(recipe: Recipe, dest: Path) -> list[str]:
+    return [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-binary=:all:", "--wheel-dir",
+            str(dest), *recipe.pip_sdist]
+
+
+def check_pure(wheels: list[Path], recipe: Recipe) -> None:
+    """Wheels built on the host go into the image only when they hold no compiled code."""
+    bad = [w.name for w in wheels if not w.name.endswith("-none-any.whl")]
+    if bad:
+        raise TestbedError(f"image {recipe.name}: {', '.join(bad)} built from source on the host "
+                           f"contain compiled code for the host's python, not the image's: "
+                           f"use a package with a binary wheel instead")
 
 
 def fetch_wheels(recipe: Recipe) -> Path:
-    """Wheels for the image's python, downloaded once per requirement set (content-keyed dir)."""
-    d = downloads_dir() / "pip" / keymod.digest({"pip": list(recipe.pip), "py": recipe.python_version})[:24]
+    """Wheels for the image's python, downloaded once per requirement set (content-keyed dir).
+    `pip_sdist` requirements are built first into pure-Python wheels, which then satisfy the
+    download (also as dependencies of other packages)."""
+    d = downloads_dir() / "pip" / keymod.digest({"pip": list(recipe.pip), "py": recipe.python_version,
+                                                 **({"sdist": list(recipe.pip_sdist)} if recipe.pip_sdist else {})})[:24]
     if (d / ".complete").is_file():
         return d
     d.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=d.parent))
     t0 = time.monotonic()
-    _run(pip_download_argv(recipe, tmp), f"pip download for {recipe.name}")
+    argv = pip_download_argv(recipe, tmp)
+    if recipe.pip_sdist:
+        _run(pip_wheel_argv(recipe, tmp), f"pip wheel (from source) for {recipe.name}")
+        check_pure(list(tmp.glob("*.whl")), recipe)
+        argv[argv.index("--dest"):argv.index("--dest")] = ["--find-links", str(tmp)]
+    _run(argv, f"pip download for {recipe.name}")
     (tmp / ".complete").write_text("")
     shutil.rmtree(d, ignore_errors=True)
     os.replace(tmp, d)
