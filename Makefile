@@ -12,7 +12,7 @@ TESTBED := $(PY) -m tools.testbed
 
 .PHONY: setup demo test lint sanity unit integration e2e molecule bench \
         cluster-up cluster-down cluster-status cluster-env \
-        keycloak-up keycloak-down keycloak-env keycloak-status clean
+        keycloak-up keycloak-down keycloak-env keycloak-status images clean
 
 setup: $(STAMP) .collections/ansible_collections/datalab/notebooks
 
@@ -44,6 +44,10 @@ keycloak-status: setup
 	@$(TESTBED) keycloak-status
 keycloak-env: setup
 	@$(TESTBED) keycloak-env
+# Images for the real node, built on this machine (docs/images.md): IMAGES="debian-python ..." to choose.
+IMAGES ?= debian-python debian-jre
+images: setup
+	@$(PY) -m tools.testbed.images build $(IMAGES)
 
 # --- tests, cheapest first ----------------------------------------------------------
 lint: setup

@@ -19,7 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tools.testbed import cluster, keycloak  # noqa: E402
+from tools.testbed import cluster, hostpkgs, hoststate, keycloak, node  # noqa: E402
 from tools.testbed.paths import cluster_dir, keycloak_dir  # noqa: E402
 from tools.testbed.procs import Procs, TestbedError  # noqa: E402
 
@@ -81,9 +81,15 @@ def main() -> int:
            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
            "MOLECULE_EPHEMERAL_DIRECTORY": str(ARTIFACTS / "molecule-local")}
     started_cluster = started_keycloak = False
+    host_before = None
     results: list[tuple[str, bool]] = []
     times: dict[str, float] = {}
     try:
+        if node.enabled() and not cluster.running():
+            # The host as this run finds it (after installing the node's packages, which are not the
+            # test bed's state): compared with the host after `cluster-down` at the end.
+            hostpkgs.ensure(node.HOST_PACKAGES, "the test bed's real node")
+            host_before = hoststate.snapshot()
         t0 = time.monotonic()
         started_cluster = cluster.ensure_up()[1]
         times["test bed cluster"] = time.monotonic() - t0
@@ -104,6 +110,11 @@ def main() -> int:
             keycloak.down()
         if started_cluster:
             cluster.down()
+            if host_before is not None:
+                diffs = hoststate.compare(host_before, hoststate.snapshot())
+                print("==> host after cluster-down: " + ("as found" if not diffs else
+                      "CHANGED:\n" + "\n".join(f"    {d}" for d in diffs)), flush=True)
+                results.append(("host as found", not diffs))
         leftovers = [f"{n} (pid {p})" for d in (cluster_dir(), keycloak_dir()) for n, (p, dummy) in Procs(d).recorded().items()
                      if Procs(d).alive(n)] if (started_cluster or started_keycloak) else []
         if leftovers:
