@@ -34,6 +34,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 _BED_AT_START = testbed_cluster.running() or node.node_dir(testbed_cluster.paths.cluster_dir()).exists()
 
 
+@pytest.mark.own_testbed
 def test_host_left_as_found_after_up_and_down():
     """cluster-up with the real node, then cluster-down: links, addresses, routes, iptables,
     sysctls, mounts, cgroups and the CNI/netns paths equal the snapshot from before."""
