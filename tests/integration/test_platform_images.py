@@ -162,6 +162,8 @@ def test_keycloak_serves_https_started_like_the_role(core, ns, real, tmp_path):
     assert realm["realm"] == "master" and realm["public_key"], realm
     log = core.read_namespaced_pod_log("keycloak", ns)
     assert "Keycloak 26.5.5" in log and "started in" in log, log[-2000:]
+    # built in the image: `start` finds the build options unchanged and does not rebuild
+    assert "Updating the configuration" not in log, log[:2000]
     print(f"keycloak Ready {started:.0f}s after the pod was created")
 
 
@@ -287,3 +289,39 @@ def test_notebook_image_runs_singleuser_pyspark_and_java(core, ns, real):
     assert "count 499500" in lines, log
     assert lines[-1].startswith("pyarrow "), log
     print(f"notebook checks in {time.monotonic() - t0:.0f}s")
+
+
+def test_notebook_image_command_serves_jupyter_as_kubespawner_starts_it(core, ns, real):
+    """`singleuser.cmd: null`: no command or args, only KubeSpawner's JUPYTERHUB_* environment; the
+    image's CMD must serve the user's Jupyter server on the service URL's port and prefix."""
+    image = _image(real, "pyspark-notebook")
+    # The server asks its hub's API at start and gives up after five tries without an answer: the
+    # test bed's probe serves HTTP as `hub:8081` here (the real hub is the chart's, not this test's).
+    hub = {"name": "hub", "image": real["images"]["probe"], "imagePullPolicy": "Never",
+           "args": ["serve", ":8081", "hub"], "readinessProbe": {"httpGet": {"path": "/", "port": 8081}}}
+    core.create_namespaced_pod(ns, pod_manifest(real, "hub", [hub]))
+    core.create_namespaced_service(ns, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "hub"},
+                                        "spec": {"selector": {"app": "hub"}, "ports": [{"port": 8081}]}})
+    _wait_ready(core, ns, "hub", 60)
+    prefix = "/user/alice/"
+    env = {"JUPYTERHUB_API_TOKEN": secrets.token_hex(16), "JUPYTERHUB_API_URL": "http://hub:8081/hub/api",
+           "JUPYTERHUB_BASE_URL": "/", "JUPYTERHUB_CLIENT_ID": "jupyterhub-user-alice", "JUPYTERHUB_USER": "alice",
+           "JUPYTERHUB_SERVICE_PREFIX": prefix, "JUPYTERHUB_SERVICE_URL": f"http://0.0.0.0:8888{prefix}",
+           "JUPYTERHUB_OAUTH_CALLBACK_URL": f"{prefix}oauth_callback", "JUPYTERHUB_HOST": ""}
+    container = {"name": "notebook", "image": image, "imagePullPolicy": "IfNotPresent",
+                 "env": [{"name": k, "value": v} for k, v in env.items()], "ports": [{"containerPort": 8888}],
+                 "readinessProbe": {"httpGet": {"path": f"{prefix}api", "port": 8888}, "periodSeconds": 2},
+                 "securityContext": _restricted()}
+    core.create_namespaced_pod(ns, pod_manifest(real, "jupyter-alice", [container],
+                                                securityContext={"runAsUser": 1000, "runAsGroup": 100,
+                                                                 "fsGroup": 100}))
+    port = _node_port(core, ns, "jupyter-alice", {"app": "jupyter-alice"}, 8888)
+    _wait_ready(core, ns, "jupyter-alice", 180)
+    status, body = _until(lambda: _try_get(f"http://{real['nodeport_address']}:{port}{prefix}api"), 30,
+                          "the Jupyter server")
+    assert status == 200 and "version" in json.loads(body), body
+    # without the user's token the server refuses its API (the hub's OAuth guards it)
+    status, _ = _get(f"http://{real['nodeport_address']}:{port}{prefix}api/contents")
+    assert status == 403, status
+    log = core.read_namespaced_pod_log("jupyter-alice", ns)
+    assert "jupyterhub-singleuser" in log.lower() or "JupyterHub" in log, log[-2000:]
