@@ -265,6 +265,21 @@ def test_chp_answers_its_api_as_the_chart_runs_it(core, ns, real):
     print(f"configurable-http-proxy {log.split()[0]} on node {log.split()[1]}")
 
 
+def test_network_tools_block_the_metadata_address_as_the_chart_does(core, ns, real):
+    image = _image(real, "k8s-network-tools")
+    root = {"privileged": True, "runAsUser": 0, "capabilities": {"add": ["NET_ADMIN"]}}
+    # the chart's init container for singleuser.cloudMetadata.blockWithIptables (files/hub/jupyterhub_config.py)
+    block = {"name": "block-cloud-metadata", "image": image, "imagePullPolicy": "IfNotPresent",
+             "command": ["iptables", "--append", "OUTPUT", "--protocol", "tcp", "--destination", "169.254.169.254",
+                         "--destination-port", "80", "--jump", "DROP"], "securityContext": root}
+    show = {"name": "rules", "image": image, "imagePullPolicy": "IfNotPresent", "command": ["iptables", "-S", "OUTPUT"],
+            "securityContext": root}
+    core.create_namespaced_pod(ns, pod_manifest(real, "rules", [show], initContainers=[block], restartPolicy="Never"))
+    pod, log = finished(core, ns, "rules", 60)
+    assert pod.status.phase == "Succeeded", f"{describe(core, ns, 'rules')}\n{log}"
+    assert "-A OUTPUT -d 169.254.169.254/32 -p tcp -m tcp --dport 80 -j DROP" in log, log
+
+
 # --- the notebook server ------------------------------------------------------------------------------
 def test_notebook_image_runs_singleuser_pyspark_and_java(core, ns, real):
     image = _image(real, "pyspark-notebook")

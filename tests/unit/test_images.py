@@ -311,6 +311,7 @@ def test_platform_recipes_use_the_references_the_roles_and_chart_run():
     assert refs["k8s-hub"] == ("quay.io/jupyterhub/k8s-hub:4.4.0",)
     assert refs["chp"] == ("quay.io/jupyterhub/configurable-http-proxy:5.2.0",)
     assert refs["pyspark-notebook"] == ("quay.io/jupyter/pyspark-notebook:spark-3.5.2",)
+    assert refs["k8s-network-tools"] == ("quay.io/jupyterhub/k8s-network-tools:4.4.0",)
     assert recipes.RECIPES["keycloak"].user == "1000" and recipes.RECIPES["k8s-hub"].user == "1000"
 
 

@@ -187,6 +187,16 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
         entrypoint=("configurable-http-proxy",),
         ports=("8000", "8001"),
     ),
+    # The chart's singleuser.cloudMetadata.blockWithIptables (default true, the role keeps it): every
+    # user pod gets a privileged init container of this image running
+    # `iptables --append OUTPUT --protocol tcp --destination 169.254.169.254 --destination-port 80 --jump DROP`.
+    Recipe(
+        name="k8s-network-tools",
+        refs=("quay.io/jupyterhub/k8s-network-tools:4.4.0",),
+        base="debian-base",
+        debs=("iptables",),
+        cmd=("iptables", "--version"),
+    ),
     # The local profile's notebook server: JupyterLab + jupyterhub-singleuser (the hub's JupyterHub
     # version) + PySpark 3.5.2 (bundles Spark; PyPI has it only as a pure-Python sdist: a wheel built
     # on the host) + Java 17 + what the shipped notebook imports (pyarrow, pandas). The role sets
