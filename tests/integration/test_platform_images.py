@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import secrets
 import ssl
+import subprocess
 import tarfile
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -28,6 +31,7 @@ from tools.testbed import pki
 from tools.testbed import images as images_api
 
 pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
 
 HUB_JUPYTERHUB = "5.5.0"  # the chart's hub image pins jupyterhub==5.5.0; the notebook image matches it
 
@@ -340,3 +344,77 @@ def test_notebook_image_command_serves_jupyter_as_kubespawner_starts_it(core, ns
     assert status == 403, status
     log = core.read_namespaced_pod_log("jupyter-alice", ns)
     assert "jupyterhub-singleuser" in log.lower() or "JupyterHub" in log, log[-2000:]
+
+
+# --- the real chart with these images ----------------------------------------------------------------
+def _charts_dir() -> Path:
+    return Path(os.environ.get("DATALAB_UPSTREAM_CHARTS") or REPO.parent / "shared" / "upstream-charts")
+
+
+def _api(url, token, method="GET", body=None):
+    req = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"Authorization": f"token {token}"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        text = resp.read().decode()
+        return resp.status, json.loads(text) if text else None
+
+
+def test_chart_runs_these_images_and_spawns_a_notebook_on_the_real_node(cluster, core, ns, real):
+    """Zero to JupyterHub 4.4.0 itself (helm install, the chart's own config and z2jh.py) with the hub,
+    proxy, network-tools and notebook images, all on the real node: the hub answers through the
+    proxy's NodePort, a spawned notebook server answers through the proxy with the user's token,
+    and stopping it removes its pod. A small values file, not the role's (that is the role's test)."""
+    chart = _charts_dir() / "jupyterhub-4.4.0.tgz"
+    if not chart.is_file():
+        pytest.skip(f"{chart} is not on this machine (DATALAB_UPSTREAM_CHARTS)")
+    for name in ("k8s-hub", "chp", "k8s-network-tools", "pyspark-notebook"):
+        _image(real, name)
+    on_node = {"nodeSelector": real["node_selector"], "tolerations": [real["toleration"]]}
+    service_token = secrets.token_hex(16)
+    values = {
+        "hub": {**on_node, "db": {"type": "sqlite-memory"}, "networkPolicy": {"enabled": False},
+                "config": {"JupyterHub": {"authenticator_class": "dummy"}},
+                "services": {"platform-test": {"admin": True, "api_token": service_token}}},
+        "proxy": {"secretToken": secrets.token_hex(32), "service": {"type": "NodePort"},
+                  "chp": {**on_node, "networkPolicy": {"enabled": False}}},
+        "prePuller": {"hook": {"enabled": False}, "continuous": {"enabled": False}},
+        "scheduling": {"userScheduler": {"enabled": False}, "userPlaceholder": {"enabled": False}},
+        "singleuser": {"image": {"name": "quay.io/jupyter/pyspark-notebook", "tag": "spark-3.5.2"},
+                       "cmd": None, "uid": 1000, "fsGid": 100, "storage": {"type": "none"},
+                       "networkPolicy": {"enabled": False}, "nodeSelector": real["node_selector"],
+                       "extraTolerations": [real["toleration"]], "startTimeout": 180},
+    }
+    helm = [cluster.helm, "--kubeconfig", cluster.kubeconfig, "-n", ns]
+    proc = subprocess.run([*helm, "install", "jh", str(chart), "-f", "-", "--wait", "--timeout", "5m"],
+                          input=json.dumps(values), capture_output=True, text=True, timeout=400, check=False)
+    try:
+        assert proc.returncode == 0, proc.stderr + "\n" + "\n".join(describe(core, ns, p.metadata.name)
+                                                                  for p in core.list_namespaced_pod(ns).items)
+        port = core.read_namespaced_service("proxy-public", ns).spec.ports[0].node_port
+        base = f"http://{real['nodeport_address']}:{port}"
+        status, info = _until(lambda: _try_get(f"{base}/hub/api"), 30, "the hub through the proxy")
+        assert status == 200 and json.loads(info)["version"] == HUB_JUPYTERHUB, info
+        _api(f"{base}/hub/api/users/alice", service_token, "POST")
+        t0 = time.monotonic()
+        assert _api(f"{base}/hub/api/users/alice/server", service_token, "POST")[0] in (201, 202)
+        _until(lambda: _api(f"{base}/hub/api/users/alice", service_token)[1]["servers"].get("", {}).get("ready"),
+               240, "alice's server to be ready")
+        spawn = time.monotonic() - t0
+        pod = core.read_namespaced_pod("jupyter-alice", ns)
+        assert pod.spec.node_name == real["name"]
+        assert [c.image for c in pod.spec.init_containers] == ["quay.io/jupyterhub/k8s-network-tools:4.4.0"]
+        assert pod.spec.containers[0].image == "quay.io/jupyter/pyspark-notebook:spark-3.5.2"
+        assert not pod.spec.containers[0].args and not pod.spec.containers[0].command  # the image's CMD
+        token = _api(f"{base}/hub/api/users/alice/tokens", service_token, "POST", {"expires_in": 600})[1]["token"]
+        status, body = _get(f"{base}/user/alice/api/status", headers={"Authorization": f"token {token}"})
+        assert status == 200 and "started" in json.loads(body), body
+        status, body = _get(f"{base}/user/alice/api/kernelspecs", headers={"Authorization": f"token {token}"})
+        assert status == 200 and "python3" in json.loads(body)["kernelspecs"], body
+        assert _get(f"{base}/user/alice/api/contents")[0] == 403  # no token
+        _api(f"{base}/hub/api/users/alice/server", service_token, "DELETE")
+        _until(lambda: not core.list_namespaced_pod(ns, label_selector="component=singleuser-server").items, 60,
+               "alice's pod to go")
+        print(f"chart: spawn to ready {spawn:.1f}s")
+    finally:
+        subprocess.run([*helm, "uninstall", "jh", "--wait", "--timeout", "2m"], capture_output=True, timeout=180,
+                       check=False)
