@@ -33,6 +33,18 @@ def run(cmd: str, env: dict) -> float:
     return time.monotonic() - t0
 
 
+def _image_rebuild_unchanged(name: str, runs: int) -> list[float]:
+    """`python -m tools.testbed.images build <name>` again with nothing changed (a cache hit), whole process."""
+    argv = [sys.executable, "-m", "tools.testbed.images", "build", name]
+    subprocess.run(argv, cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out = []
+    for dummy in range(runs):
+        t0 = time.monotonic()
+        subprocess.run(argv, cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        out.append(time.monotonic() - t0)
+    return out
+
+
 def _median(values: list[float]) -> dict:
     return {"median": statistics.median(values), "all": values}
 
@@ -132,6 +144,9 @@ def main() -> int:
         "cluster_up_warm_s": _median(ups),
         "cluster_up_noop_s": _median(noops),
         "cluster_down_s": _median(downs),
+        "image_rebuild_unchanged_s": {"debian-python": _median(_image_rebuild_unchanged("debian-python", args.runs)),
+                                      "pyspark-notebook": _median(_image_rebuild_unchanged("pyspark-notebook",
+                                                                                           args.runs))},
         "machine": {"nproc": os.cpu_count(), "loadavg_at_end": os.getloadavg()},
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

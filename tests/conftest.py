@@ -20,6 +20,10 @@ from tools.testbed import cluster as _cluster  # noqa: E402
 from tools.testbed import keycloak as _keycloak  # noqa: E402
 
 
+# The real node's fixtures (`real`, `api`, `core`) for every test module that asks for them.
+pytest_plugins = ["tests.integration.realpods"]
+
+
 @pytest.fixture(scope="session")
 def cluster():
     """A running test-bed cluster: attributes `kubeconfig`, `nodes`, `version`."""

@@ -13,7 +13,7 @@ from kubernetes import client, config
 from tests.integration.test_testbed import _exists, _until
 
 
-# Fixtures: import them into a test module (`from tests.integration.realpods import real, api, core`).
+# Fixtures: registered for every test module by tests/conftest.py (pytest_plugins).
 @pytest.fixture(scope="module")
 def real(cluster):
     if not cluster.real_node:

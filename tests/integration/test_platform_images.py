@@ -24,7 +24,6 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from tests.integration.realpods import api, core, real  # noqa: F401 - fixtures
 from tests.integration.realpods import describe, finished, new_namespace, pod_manifest, ready
 from tests.integration.test_testbed import _until
 from tools.testbed import pki
@@ -194,8 +193,8 @@ def test_minio_serves_and_mc_makes_a_bucket(api, core, ns, real):
                                                          {"name": "tmp", "emptyDir": {}}]))
     port = _node_port(core, ns, "minio", {"app": "minio"}, 9000)
     _wait_ready(core, ns, "minio", 120)
-    status, _ = _until(lambda: _try_get(f"http://{real['nodeport_address']}:{port}/minio/health/live"), 30,
-                       "MinIO's liveness through its NodePort")
+    live = f"http://{real['nodeport_address']}:{port}/minio/health/live"
+    status, dummy = _until(lambda: _try_get(live), 30, "MinIO's liveness through its NodePort")
     assert status == 200
     # the bucket Job's container (roles/minio/templates/job.yaml.j2): /bin/sh, mc on PATH, MC_HOST_s3
     bucket = "platform-" + secrets.token_hex(3)
@@ -340,7 +339,7 @@ def test_notebook_image_command_serves_jupyter_as_kubespawner_starts_it(core, ns
                           "the Jupyter server")
     assert status == 200 and "version" in json.loads(body), body
     # without the user's token the server refuses its API (the hub's OAuth guards it)
-    status, _ = _get(f"http://{real['nodeport_address']}:{port}{prefix}api/contents")
+    status, dummy = _get(f"http://{real['nodeport_address']}:{port}{prefix}api/contents")
     assert status == 403, status
     log = core.read_namespaced_pod_log("jupyter-alice", ns)
     assert "jupyterhub-singleuser" in log.lower() or "JupyterHub" in log, log[-2000:]
@@ -388,8 +387,8 @@ def test_chart_runs_these_images_and_spawns_a_notebook_on_the_real_node(cluster,
     proc = subprocess.run([*helm, "install", "jh", str(chart), "-f", "-", "--wait", "--timeout", "5m"],
                           input=json.dumps(values), capture_output=True, text=True, timeout=400, check=False)
     try:
-        assert proc.returncode == 0, proc.stderr + "\n" + "\n".join(describe(core, ns, p.metadata.name)
-                                                                  for p in core.list_namespaced_pod(ns).items)
+        pods = "\n".join(describe(core, ns, p.metadata.name) for p in core.list_namespaced_pod(ns).items)
+        assert proc.returncode == 0, proc.stderr + "\n" + pods
         port = core.read_namespaced_service("proxy-public", ns).spec.ports[0].node_port
         base = f"http://{real['nodeport_address']}:{port}"
         status, info = _until(lambda: _try_get(f"{base}/hub/api"), 30, "the hub through the proxy")

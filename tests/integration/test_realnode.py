@@ -19,7 +19,6 @@ import uuid
 import pytest
 from kubernetes import client
 
-from tests.integration.realpods import api, core, real  # noqa: F401 - fixtures
 from tests.integration.realpods import pod_manifest as _pod
 from tests.integration.realpods import ready as _ready
 from tests.integration.test_testbed import _exists, _until

@@ -206,7 +206,7 @@ def _remove_pod_cgroups(record: dict) -> None:
             continue
         dirs = sorted((d for d in top.rglob("*") if d.is_dir()), key=lambda d: len(d.parts), reverse=True) + [top]
         for d in dirs:
-            for _ in range(20):
+            for dummy in range(20):
                 try:
                     d.rmdir()
                     break
@@ -218,7 +218,7 @@ def _remove_pod_cgroups(record: dict) -> None:
 
 def _unmount_under(roots: list[Path]) -> None:
     """Unmount everything mounted at or below the given directories, deepest first."""
-    for _ in range(3):
+    for dummy in range(3):
         points = []
         for line in Path("/proc/self/mountinfo").read_text().splitlines():
             point = line.split()[4].replace("\\040", " ")
@@ -475,7 +475,7 @@ def _write_pki(state: Path) -> None:
                "kube-proxy": ("system:kube-proxy", None), "coredns": ("testbed:coredns", None)}
     for name, (cn, org) in clients.items():
         crt, key = pki.issue(ca, cn, org=org, server=False, client=True).write(d, name)
-        kc = node_dir(state) / f"{name.split('-client')[0]}.kubeconfig"
+        kc = node_dir(state) / f"{name.split('-client', maxsplit=1)[0]}.kubeconfig"
         kc.write_text(yaml.safe_dump(_kubeconfig(state, cn, crt, key)))
         kc.chmod(0o600)
     pki.issue(ca, f"system:node:{NAME}", org="system:nodes", dns=[NAME], ips=[NODE_IP]).write(d, "kubelet-serving")

@@ -152,7 +152,7 @@ def _publish(tmp_archive: Path, archive: Path, record_path: Path, record: dict) 
 
 
 def _built(r: Recipe, key: str, rec: dict, built: bool) -> Built:
-    archive, _ = _paths_for(r.name, key)
+    archive, dummy = _paths_for(r.name, key)
     return Built(r.name, list(r.refs), archive, key, built, rec.get("image_id", ""), rec)
 
 
@@ -341,7 +341,7 @@ def present(address: str) -> dict[str, dict[str, str]]:
         labels = {}
         if cols[-1] != "-":
             for kv in cols[-1].split(","):
-                k, _, v = kv.partition("=")
+                k, dummy, v = kv.partition("=")
                 labels[k] = v
         out[cols[0]] = labels
     return out

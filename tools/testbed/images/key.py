@@ -67,7 +67,7 @@ def source_path(src: str) -> Path:
     a function that returns the path of something the test bed makes itself (e.g. a binary built
     from the Go module proxy, cached), called whenever the key is computed."""
     if src.startswith("py:"):
-        module, _, func = src[3:].partition(":")
+        module, dummy, func = src[3:].partition(":")
         return Path(getattr(importlib.import_module(module), func)())
     p = Path(src)
     return p if p.is_absolute() else paths.REPO / p

@@ -32,15 +32,16 @@ class Recipe:
     debs: tuple[str, ...] = ()                 # Debian packages (no recommends)
     slim: bool = True                          # Debian root only: no man pages, docs, locales
     pip: tuple[str, ...] = ()                  # requirement specifiers; pin them (==) for a stable key
-    pip_sdist: tuple[str, ...] = ()            # those of `pip` PyPI serves only as source: pure-Python
-                                               # wheels built on the host (`pip wheel`), else an error
+    # those of `pip` PyPI serves only as source: pure-Python wheels built on the host (`pip wheel`), else an error
+    pip_sdist: tuple[str, ...] = ()
     pip_venv: str = "/opt/venv"                # created with the image's python3 (needs python3-venv)
     python_version: str = "3.11"               # the image's python, for `pip download --python-version`
     npm: tuple[str, ...] = ()                  # package specs, installed on the host into npm_prefix
     npm_prefix: str = "/opt/node"
     maven: tuple[Maven, ...] = ()
-    files: tuple[tuple[str, str], ...] = ()    # (source, dest); source: absolute, relative to the repository,
-                                               # or `py:<module>:<function>` returning a path (key.source_path)
+    # (source, dest); source: absolute, relative to the repository, or `py:<module>:<function>` returning a path
+    # (key.source_path)
+    files: tuple[tuple[str, str], ...] = ()
     run: tuple[str, ...] = ()                  # `sh -c` commands inside the image, no network
     env: tuple[tuple[str, str], ...] = ()
     user: str | None = None

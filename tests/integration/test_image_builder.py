@@ -62,7 +62,7 @@ def test_debian_python_archive_has_refs_config_and_python(python_image):
     assert not [n for n in names if n.startswith("usr/share/man/") and n.endswith(".gz")]  # slim
     base = images.ensure("debian-base")
     assert not base.built
-    base_manifest, _ = _layers(base.archive)
+    base_manifest, dummy = _layers(base.archive)
     assert manifest[0]["Layers"][0] == base_manifest[0]["Layers"][0]  # same first layer: shared on import
 
 
@@ -81,7 +81,7 @@ def test_unchanged_recipe_is_a_cache_hit_in_seconds(python_image):
 # An image only this test builds (other sessions share the cache and may rebuild debian-python),
 # layered on debian-python with a local file and a command run inside (buildah run).
 OWN = Recipe(name="images-test", refs=("local.test/images-test:1",), base="debian-python",
-             files=(("tests/integration/test_images.py", "/srv/"),),
+             files=(("tests/integration/test_image_builder.py", "/srv/"),),
              run=("python3 -c 'import sys; print(sys.version)' > /srv/ran.txt",), cmd=("cat", "/srv/ran.txt"))
 
 
@@ -97,8 +97,8 @@ def _blob_cache_state():
 
 
 def test_damaged_archive_is_rebuilt_and_the_host_network_is_untouched(own_image):
-    _, names = _layers(own_image.archive)
-    assert {"srv/test_images.py", "srv/ran.txt"} <= set(names)
+    dummy, names = _layers(own_image.archive)
+    assert {"srv/test_image_builder.py", "srv/ran.txt"} <= set(names)
     before, blob_cache = hoststate.snapshot(), _blob_cache_state()
     data = bytearray(own_image.archive.read_bytes())
     data[len(data) // 2] ^= 0xFF  # same size, one byte different
