@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import paths, pki, versions
+from .images.steps import unpack
 from .procs import Procs, TestbedError, check_port_free, tail
 
 NAME = "keycloak"
@@ -156,27 +157,8 @@ def dist_problem(dist: Path) -> str | None:
 
 
 def _unpack(zpath: Path, into: Path) -> None:
-    top = f"keycloak-{versions.KEYCLOAK}/"
-    names = set()
-    with zipfile.ZipFile(zpath) as zf:
-        for info in zf.infolist():
-            if not info.filename.startswith(top) or ".." in info.filename.split("/"):
-                continue
-            rel = info.filename[len(top):]
-            if not rel:
-                continue
-            target = into / rel
-            if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as src, open(target, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-            mode = (info.external_attr >> 16) & 0o777
-            if mode:
-                target.chmod(mode)
-            names.add(rel)
-    if "bin/kc.sh" not in names or "lib/quarkus-run.jar" not in names:
+    unpack(zpath, into)  # the image builder's unpacker: the archive's top directory dropped
+    if not (into / "bin" / "kc.sh").is_file() or not (into / "lib" / "quarkus-run.jar").is_file():
         raise TestbedError(f"{zpath} does not look like the Keycloak server distribution (no bin/kc.sh)")
     (into / "bin" / "kc.sh").chmod(0o755)
 
