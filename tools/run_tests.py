@@ -25,6 +25,7 @@ from tools.testbed.procs import Procs, TestbedError  # noqa: E402
 
 BIN = Path(sys.executable).parent
 ARTIFACTS = REPO / "artifacts"
+JUNIT = ("pytest.xml", "e2e.xml", "own.xml")
 
 
 def step(name: str, argv: list[str], env: dict | None = None) -> tuple[bool, float]:
@@ -76,7 +77,7 @@ def layers() -> list[tuple[str, list[str]]]:
 
 def main() -> int:
     ARTIFACTS.mkdir(exist_ok=True)
-    for old in ("pytest.xml", "e2e.xml"):
+    for old in JUNIT:
         (ARTIFACTS / old).unlink(missing_ok=True)
     env = {"DATALAB_KEEP_TESTBED": "1",  # the layers share this run's test bed
            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -116,18 +117,23 @@ def main() -> int:
                 print("==> host after cluster-down: " + ("as found" if not diffs else
                       "CHANGED:\n" + "\n".join(f"    {d}" for d in diffs)), flush=True)
                 results.append(("host as found", not diffs))
+            # Tests that start and stop test beds of their own (a killed one reclaimed, up/down
+            # leaving the host as found) run once the shared one is gone.
+            ok, times["own test beds"] = step("own test beds", [
+                str(BIN / "pytest"), "-q", "-m", "own_testbed", f"--junitxml={ARTIFACTS / 'own.xml'}", "tests"], env)
+            results.append(("own test beds", ok))
         leftovers = [f"{n} (pid {p})" for d in (cluster_dir(), keycloak_dir()) for n, (p, dummy) in Procs(d).recorded().items()
                      if Procs(d).alive(n)] if (started_cluster or started_keycloak) else []
         if leftovers:
             print(f"==> processes left by the test bed: {', '.join(leftovers)}")
             results.append(("cleanup", False))
-    counts = [junit_counts(ARTIFACTS / f) for f in ("pytest.xml", "e2e.xml")]
+    counts = [junit_counts(ARTIFACTS / f) for f in JUNIT]
     passed, failed, skipped = (sum(c[i] for c in counts) for i in range(3))
-    junit_layers = ("pytest", "e2e")
+    junit_layers = ("pytest", "e2e", "own test beds")
     step_failures = sum(1 for name, ok in results if not ok and name not in junit_layers)
     print("\n" + "\n".join(f"    {name:18} {times[name]:6.0f}s" for name in times if name not in dict(results)))
     print("\n".join(f"    {name:18} {times.get(name, 0):6.0f}s  {'ok' if ok else 'FAILED'}" for name, ok in results))
-    skips = [s for f in ("pytest.xml", "e2e.xml") for s in junit_skips(ARTIFACTS / f)]
+    skips = [s for f in JUNIT for s in junit_skips(ARTIFACTS / f)]
     print(f"skipped ({len(skips)}):" + "".join(f"\n    {s}" for s in skips))
     print(f"summary: {passed + sum(1 for n, ok in results if ok and n not in junit_layers)} passed, "
           f"{failed + step_failures} failed, {skipped} skipped")

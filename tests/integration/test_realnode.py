@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
+from pathlib import Path
 
 import pytest
 from kubernetes import client
@@ -24,7 +27,7 @@ from tests.integration.realpods import ready as _ready
 from tests.integration.test_testbed import _exists, _until
 from tools.testbed import cluster as testbed_cluster
 from tools.testbed import hoststate, netguard, node
-from tools.testbed.procs import TestbedError, check_port_free
+from tools.testbed.procs import Procs, TestbedError, check_port_free
 
 pytestmark = pytest.mark.integration
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -51,6 +54,52 @@ def test_host_left_as_found_after_up_and_down():
         testbed_cluster.down()
     after = hoststate.snapshot()
     assert hoststate.compare(before, after) == []
+
+
+def _testbed(state, command):
+    env = {**os.environ, "DATALAB_STATE": str(state), "DATALAB_TESTBED_REAL_NODE": "1"}
+    return subprocess.run([sys.executable, "-m", "tools.testbed", command], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600, check=False)
+
+
+@pytest.mark.own_testbed
+def test_a_killed_test_beds_node_is_undone_by_the_next_cluster_up():
+    """A run killed without cluster-down (a session's end, a CI timeout) leaves the bridge, chains,
+    sysctls and mounts; its clean-up may even delete its state directory.  The next test bed on the
+    machine finds the dead owner, undoes its changes and starts; after its cluster-down the host is
+    as found."""
+    if _BED_AT_START or testbed_cluster.running():
+        pytest.skip("a test bed is running (the shared one): this test needs the machine's only real node")
+    if not node.enabled():
+        pytest.skip("the real node is disabled (DATALAB_TESTBED_REAL_NODE=0 or a port-offset test bed)")
+    top = Path(tempfile.mkdtemp(prefix="dl-kill-"))  # short: containerd's socket paths have a limit
+    first, second = top / "killed", top / "next"
+    before = hoststate.snapshot()
+    try:
+        up = _testbed(first, "cluster-up")
+        assert up.returncode == 0, up.stderr
+        state = first / "cluster"
+        for pr in (node.procs(state), Procs(state)):
+            for pid, dummy in pr.recorded().values():
+                try:
+                    os.killpg(pid, 9)
+                except ProcessLookupError:
+                    pass
+        for pid in node._shims(state):
+            os.kill(pid, 9)
+        shutil.rmtree(first, ignore_errors=True)  # what `rm -rf` of a CI directory leaves: the mounts
+        assert node._link_exists(node.BRIDGE)
+
+        again = _testbed(second, "cluster-up")
+        assert again.returncode == 0, again.stderr
+        assert f"the real node of a test bed that no longer runs ({state})" in again.stderr + again.stdout
+        assert node._owner()["state"] == str(second / "cluster")
+    finally:
+        _testbed(second, "cluster-down")
+        _testbed(first, "cluster-down")
+        shutil.rmtree(top, ignore_errors=True)
+    assert not node.OWNER_FILE.exists()
+    assert hoststate.compare(before, hoststate.snapshot()) == []
 
 
 def test_hoststate_compare_names_each_difference():

@@ -27,6 +27,7 @@ import json
 import os
 import shlex
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -36,7 +37,7 @@ from pathlib import Path
 import yaml
 
 from . import build, hostpkgs, hoststate, images, netguard, paths, pki, versions
-from .procs import Procs, TestbedError, wait_for
+from .procs import Procs, TestbedError, procs_start_time, wait_for
 
 NAME = "realnode-1"
 BRIDGE = "dl-rn0"
@@ -70,6 +71,9 @@ CONTAINER_LOG_LINKS = Path("/var/log/containers")
 # kubelet's device-plugin socket (fixed path, whatever --root-dir says); the shims' sockets (containerd 1.6)
 DEVICE_PLUGINS = Path("/var/lib/kubelet/device-plugins")
 SHIM_SOCKETS = Path("/run/containerd/s")
+# Which state directory's node owns the host's bridge, chains and sysctls, with what they were
+# before (under /run: gone after a reboot, like the bridge itself).
+OWNER_FILE = Path("/run/datalab-testbed/real-node.json")
 # Directories the node may create outside its state directory: removed again when empty and new.
 _HOST_DIRS = (NETNS_DIR, CNI_CACHE / "results", CNI_CACHE, CONTAINER_LOG_LINKS, DEVICE_PLUGINS, DEVICE_PLUGINS.parent,
               SHIM_SOCKETS, SHIM_SOCKETS.parent)
@@ -138,11 +142,49 @@ def _record_path(state: Path) -> Path:
     return node_dir(state) / "host-record.json"
 
 
+def _owner() -> dict:
+    try:
+        return json.loads(OWNER_FILE.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _owner_alive(owner: dict) -> bool:
+    """Whether any process of the test bed named in the owner record still runs: its control plane,
+    its node, or the cluster-up that wrote the record."""
+    st = Path(owner.get("state", "/nonexistent"))
+    if any(Procs(d).status().get(name) for d in (st, node_dir(st)) for name in Procs(d).recorded()):
+        return True
+    pid, started = owner.get("pid"), owner.get("pid_started")
+    return bool(pid) and procs_start_time(pid) == started
+
+
 def check_host(state: Path) -> None:
-    """Refuse when another test bed's real node runs on this machine (checked before anything starts)."""
-    if _link_exists(BRIDGE) and not _record_path(state).exists():
-        raise TestbedError(f"the bridge {BRIDGE} exists already: another test bed's real node runs on this machine "
-                           "(only one can); stop it, or start this test bed without one: DATALAB_TESTBED_REAL_NODE=0")
+    """Refuse when another test bed's real node runs on this machine (checked before anything starts).
+    A node whose test bed no longer runs (killed: a session or CI job stopped without cluster-down)
+    has its host changes undone here, from the record it left, so the next start converges."""
+    longest = str(socket_path(state)) + ".ttrpc"
+    if len(longest) > 104:
+        raise TestbedError(f"the state directory's path is too long for the real node: containerd's socket "
+                           f"{longest} has {len(longest)} characters, a unix socket path at most 104; choose a "
+                           "shorter DATALAB_STATE")
+    if not _link_exists(BRIDGE) or _record_path(state).exists():
+        return
+    owner = _owner()
+    if not owner:
+        raise TestbedError(f"the bridge {BRIDGE} exists already and no test bed on this machine says it is its "
+                           f"own ({OWNER_FILE} is missing): stop what made it, or start this test bed without a "
+                           "real node: DATALAB_TESTBED_REAL_NODE=0")
+    if _owner_alive(owner):
+        raise TestbedError(f"the bridge {BRIDGE} exists already: the real node of the test bed in {owner['state']} "
+                           "runs on this machine (only one can); stop it (`make cluster-down` with "
+                           f"DATALAB_STATE={Path(owner['state']).parent}), or start this test bed without one: "
+                           "DATALAB_TESTBED_REAL_NODE=0")
+    build.log(f"the real node of a test bed that no longer runs ({owner['state']}) left its host changes; "
+              "undoing them first")
+    down(Path(owner["state"]), owner.get("record"))
+    if _link_exists(BRIDGE):
+        raise TestbedError(f"could not remove the bridge {BRIDGE} left by the dead test bed in {owner['state']}")
 
 
 def _record_host(state: Path) -> dict:
@@ -162,9 +204,15 @@ def _record_host(state: Path) -> dict:
         "lo_address_existed": _lo_has_address(),
         "dirs_existed": {str(p): p.exists() for p in _HOST_DIRS},
         "cgroups_existed": sorted(str(p) for p in Path("/sys/fs/cgroup").glob("*/kubepods")),
+        "since": time.time(),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=1))
+    # Also outside the state directory, which a killed run's clean-up may delete: the next test bed
+    # on this machine finds the owner, sees that it is dead and undoes its changes (check_host).
+    OWNER_FILE.parent.mkdir(parents=True, exist_ok=True)
+    OWNER_FILE.write_text(json.dumps({"state": str(state), "pid": os.getpid(),
+                                      "pid_started": procs_start_time(os.getpid()), "record": record}, indent=1))
     return record
 
 
@@ -298,15 +346,35 @@ def _stop_shims(shims: dict[int, str]) -> None:
         time.sleep(0.1)
 
 
+def _stale_shim_sockets(since: float) -> list[Path]:
+    """Shim sockets made since `since` on which nothing listens any more."""
+    out = []
+    for sock in SHIM_SOCKETS.iterdir() if SHIM_SOCKETS.is_dir() else []:
+        try:
+            if not sock.is_socket() or sock.stat().st_mtime < since:
+                continue
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+                conn.settimeout(1)
+                conn.connect(str(sock))
+        except (ConnectionRefusedError, FileNotFoundError):
+            out.append(sock)
+        except OSError:
+            continue
+    return out
+
+
 def _our_netns(state: Path) -> list[Path]:
     """Pod network namespaces holding an address our IPAM handed out (its files under
     <node>/cni/ipam/<network>/<ip>): found without containerd, never another runtime's."""
     ipam = node_dir(state) / "cni" / "ipam" / CNI_NETWORK
     ours = {f.name for f in ipam.iterdir() if f.name.count(".") == 3} if ipam.is_dir() else set()
+    # A dead test bed whose state directory is gone: any namespace on the pod subnet is its (the
+    # subnet lives only on our bridge, and one real node runs per machine).
+    prefix = None if ipam.is_dir() else "inet " + POD_SUBNET.split(".0.0/", maxsplit=1)[0] + "."
     out = []
-    for ns in sorted(NETNS_DIR.glob("cni-*")) if ours and NETNS_DIR.is_dir() else []:
+    for ns in sorted(NETNS_DIR.glob("cni-*")) if (ours or prefix) and NETNS_DIR.is_dir() else []:
         listed = _sh(["ip", "-n", ns.name, "-4", "-o", "addr", "show"], "ip -n", check=False).stdout
-        if any(f"inet {ip}/" in listed for ip in ours):
+        if any(f"inet {ip}/" in listed for ip in ours) or (prefix and prefix in listed):
             out.append(ns)
     return out
 
@@ -358,13 +426,16 @@ def _cleanup_host_files(state: Path, record: dict, ids: list[str]) -> None:
             d.rmdir()
 
 
-def down(state: Path) -> None:
-    """Stop the node and undo every host change it made; safe to call when it never ran."""
+def down(state: Path, record: dict | None = None) -> None:
+    """Stop the node and undo every host change it made; safe to call when it never ran.  `record`
+    (from the owner file) stands in for the state directory's own when that is gone."""
     ndir = node_dir(state)
-    if not ndir.exists() and not _shims(state):
-        return
     record_file = _record_path(state)
-    record = json.loads(record_file.read_text()) if record_file.exists() else {}
+    if record_file.exists():
+        record = json.loads(record_file.read_text())
+    if not ndir.exists() and not _shims(state) and not record:
+        return
+    record = record or {}
     pr = procs(state)
     if not record:
         # This state's node never changed the host (it stopped before writing its record, e.g.
@@ -401,6 +472,10 @@ def down(state: Path) -> None:
     _unmount_under([ndir])
     _remove_pod_cgroups(record)
     _cleanup_host_files(state, record, ids)
+    if not (ndir / "containerd" / "root").is_dir() and record.get("since"):
+        # a dead test bed whose state (containerd's metadata) is gone: its killed shims' sockets
+        for sock in _stale_shim_sockets(record["since"]):
+            sock.unlink(missing_ok=True)
     _remove_kube_chains()
     netguard.down()
     if _link_exists(BRIDGE):  # ours: check_host refused to start beside another one
@@ -411,6 +486,10 @@ def down(state: Path) -> None:
         if value is not None and hoststate.read_sysctl(name) != value:
             hoststate.write_sysctl(name, value)
     shutil.rmtree(ndir, ignore_errors=True)
+    if _owner().get("state") == str(state):
+        OWNER_FILE.unlink(missing_ok=True)
+        if OWNER_FILE.parent.is_dir() and not any(OWNER_FILE.parent.iterdir()):
+            OWNER_FILE.parent.rmdir()
 
 
 # --- images -----------------------------------------------------------------------------------

@@ -27,6 +27,11 @@ def _start_time(pid: int) -> str | None:
         return None
 
 
+def procs_start_time(pid: int) -> str | None:
+    """A process's start time in clock ticks since boot: with the PID, names one process for good."""
+    return _start_time(pid)
+
+
 def port_owner_hint(host: str, port: int) -> str:
     return f"{host}:{port}"
 
