@@ -29,6 +29,8 @@ BASE_VARS = {
     "datalab_namespace": "lab-unit",
     "datalab_hub_node_port": 31095,
     "datalab_keycloak_realm": "demo",
+    "datalab_node_selector": {},  # the common role's defaults (the role imports it before rendering)
+    "datalab_tolerations": [],
     "datalab_hub_callback_url": CALLBACK,
     "_jupyterhub_oauth_client_checksum": "0123456789abcdef",
     "jupyterhub_admin_users": ["isla.williams"],
@@ -61,6 +63,9 @@ CASES.update({
                       "jupyterhub_spark_jars_repositories": ["https://maven.example.com/maven2/"]},
     "jars-none": {"jupyterhub_spark_jars_source": "none", "jupyterhub_spark_jars_packages": [],
                   "jupyterhub_spark_jars": ["/usr/local/spark/jars-extra/hadoop-aws-3.3.4.jar"]},
+    "scheduling": {"datalab_node_selector": {"pool.example.com/role": "notebooks"},
+                   "datalab_tolerations": [{"key": "pool.example.com/dedicated", "operator": "Equal",
+                                            "value": "notebooks", "effect": "NoSchedule"}]},
     "jars-custom-volume-types": {"jupyterhub_executor_allowed_volume_types": ["configMap", "secret", "projected"]},
     "jars-none-custom-volume-types": {"jupyterhub_spark_jars_source": "none",
                                       "jupyterhub_executor_allowed_volume_types": ["configMap", "secret", "projected"]},
@@ -403,6 +408,21 @@ def test_digest_pinned_default_image(results):
     image = v["singleuser"]["image"]
     assert image["name"] == "registry.example.com:5000/jupyter/pyspark-notebook"
     assert f"{image['name']}:{image['tag']}" == ref
+
+
+def test_node_selector_and_tolerations_reach_every_pod_the_chart_makes(results, rendered):
+    values = values_of(results, "scheduling")
+    selector = {"pool.example.com/role": "notebooks"}
+    toleration = [{"key": "pool.example.com/dedicated", "operator": "Equal", "value": "notebooks",
+                   "effect": "NoSchedule"}]
+    assert values["hub"]["nodeSelector"] == selector and values["hub"]["tolerations"] == toleration
+    assert values["proxy"]["chp"] == {"nodeSelector": selector, "tolerations": toleration}
+    assert values["singleuser"]["nodeSelector"] == selector
+    assert values["singleuser"]["extraTolerations"] == toleration
+    # Unset, the chart's own defaults apply: nothing is written.
+    plain = rendered("generic-oauth", "self_signed")
+    assert "nodeSelector" not in plain["hub"] and "chp" not in plain["proxy"]
+    assert "extraTolerations" not in plain["singleuser"]
 
 
 # --- refused at role entry -------------------------------------------------------------------------
