@@ -83,6 +83,14 @@ def test_every_object_gets_the_install_labels_over_the_charts_own():
     assert "metadata" not in cm_list  # a List is no object of its own
 
 
+def test_every_document_opens_with_a_separator_the_first_too():
+    """helm diff (with HELM_DIFF_USE_UPGRADE_DRY_RUN) reads Helm's manifest from its first `---`:
+    without one before the first object, that object would count as removed on every run."""
+    proc = render(MANIFESTS, good_env())
+    assert proc.stdout.startswith("---\n")
+    assert proc.stdout.count("---\n") == 3
+
+
 def test_selectors_pod_templates_and_everything_else_stay_as_rendered():
     proc = render(MANIFESTS, good_env())
     out = {d["kind"]: d for d in yaml.safe_load_all(proc.stdout)}

@@ -29,6 +29,7 @@ import shlex
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -59,7 +60,7 @@ PAUSE_IMAGE = f"local.test/pause:{versions.PAUSE}"
 COREDNS_IMAGE = f"local.test/coredns:{versions.COREDNS.lstrip('v')}"
 PROBE_IMAGE = "local.test/probe:1"
 # Started in this order, stopped in reverse.
-COMPONENTS = ["containerd", "kubelet", "apiserver-relay", "kube-proxy"]
+COMPONENTS = ["containerd", "kubelet", "apiserver-relay", "kube-proxy", "volume-helper"]
 HOST_PACKAGES = {"containerd": "containerd", "runc": "/usr/sbin/runc", "containernetworking-plugins": "/usr/lib/cni/bridge",
                  "iptables": "iptables", "conntrack": "conntrack", "socat": "socat", "iproute2": "ip"}
 CNI_BIN = "/usr/lib/cni"
@@ -446,7 +447,7 @@ def down(state: Path, record: dict | None = None) -> None:
         _unmount_under([ndir])
         shutil.rmtree(ndir, ignore_errors=True)
         return
-    for comp in ("kube-proxy", "apiserver-relay", "kubelet"):
+    for comp in ("kube-proxy", "apiserver-relay", "kubelet", "volume-helper"):
         pr.stop(comp)
     if not pr.alive("containerd") and (ndir / "containerd" / "root").is_dir():
         # a dead containerd knows our pods' network namespaces: start it again to ask it
@@ -680,6 +681,8 @@ def _argv(state: Path, bins: dict[str, Path]) -> dict[str, list[str]]:
         "apiserver-relay": ["socat", f"TCP-LISTEN:{RELAY_PORT},bind={NODE_IP},fork,reuseaddr",
                             f"TCP:{HOST}:{PORTS['kube-apiserver']}"],
         "kube-proxy": [str(bins.get("kube-proxy")), f"--config={n / 'kube-proxy-config.yaml'}", "--v=1"],
+        # directories for the hostPath PVs, writable by any pod user (tools/testbed/volumes.py)
+        "volume-helper": [sys.executable, "-m", "tools.testbed.volumes", str(state)],
     }
 
 
@@ -810,9 +813,9 @@ def start(state: Path, bins: dict[str, Path], api) -> None:
     """kubelet, the API relay and kube-proxy, then the node's API objects (the control plane runs)."""
     pr = procs(state)
     argv = _argv(state, bins)
-    for comp in ("kubelet", "apiserver-relay", "kube-proxy"):
+    for comp in ("volume-helper", "kubelet", "apiserver-relay", "kube-proxy"):
         build.log(f"starting the real node's {comp}")
-        pr.start(comp, argv[comp])
+        pr.start(comp, argv[comp], cwd=paths.REPO)
     for path, obj in api_objects(state):
         if api.get(f"{path}/{obj['metadata']['name']}")[0] != 200:  # kept from an earlier node: left as is
             api.create(path, obj)

@@ -50,7 +50,11 @@ def render(stream: str, labels: dict) -> str:
         docs = [d for d in yaml.safe_load_all(stream) if d is not None]
     except yaml.YAMLError as exc:
         fail("the chart's output is not YAML: %s" % str(exc).splitlines()[0])
-    return yaml.safe_dump_all([add_labels(d, labels) for d in docs], default_flow_style=False, sort_keys=False)
+    # explicit_start: every document opens with `---`, the first one too, as Helm's own output does.
+    # helm diff (HELM_DIFF_USE_UPGRADE_DRY_RUN) reads the manifest from the first `---` on and would
+    # otherwise drop the first object.
+    return yaml.safe_dump_all([add_labels(d, labels) for d in docs], default_flow_style=False, sort_keys=False,
+                              explicit_start=True)
 
 
 def main() -> None:
