@@ -73,6 +73,7 @@ bench: setup
 	$(PY) benchmarks/testbed.py
 	$(PY) benchmarks/realm_import.py
 	$(PY) benchmarks/converge.py
+	$(PY) benchmarks/platform_real.py
 
 molecule: setup
 	$(BIN)/molecule test -s local

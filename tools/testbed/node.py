@@ -164,13 +164,16 @@ def check_host(state: Path) -> None:
     """Refuse when another test bed's real node runs on this machine (checked before anything starts).
     A node whose test bed no longer runs (killed: a session or CI job stopped without cluster-down)
     has its host changes undone here, from the record it left, so the next start converges."""
+    if _link_exists(BRIDGE) and not _record_path(state).exists():
+        _take_over_bridge()
     longest = str(socket_path(state)) + ".ttrpc"
     if len(longest) > 104:
         raise TestbedError(f"the state directory's path is too long for the real node: containerd's socket "
                            f"{longest} has {len(longest)} characters, a unix socket path at most 104; choose a "
                            "shorter DATALAB_STATE")
-    if not _link_exists(BRIDGE) or _record_path(state).exists():
-        return
+
+
+def _take_over_bridge() -> None:
     owner = _owner()
     if not owner:
         raise TestbedError(f"the bridge {BRIDGE} exists already and no test bed on this machine says it is its "
