@@ -91,6 +91,21 @@ def test_every_document_opens_with_a_separator_the_first_too():
     assert proc.stdout.count("---\n") == 3
 
 
+def test_text_that_go_reads_as_a_number_stays_quoted():
+    """Z2JH's `checksum/auth-token` is 4 hex characters: `5e34` is text to PyYAML but a number to Go's
+    YAML reader, and Helm then refuses the Deployment (annotations must be strings). Found when a
+    first install failed with "cannot unmarshal number into ... annotations of type string"."""
+    values = ["5e34", "1e10", "12", "0x1f", "1_000", ".5", "-3.0e-2", ".inf", ".NaN", "0o17", "true", "null"]
+    manifest = yaml.safe_dump({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+        "name": "c", "annotations": {f"a{i}": v for i, v in enumerate(values)}}, "data": {"plain": "5e3x"}})
+    proc = render(manifest, good_env())
+    assert proc.returncode == 0, proc.stderr
+    for i, value in enumerate(values):
+        assert f"a{i}: '{value}'" in proc.stdout, value
+    assert "plain: 5e3x" in proc.stdout
+    assert yaml.safe_load(proc.stdout)["metadata"]["annotations"] == {f"a{i}": v for i, v in enumerate(values)}
+
+
 def test_selectors_pod_templates_and_everything_else_stay_as_rendered():
     proc = render(MANIFESTS, good_env())
     out = {d["kind"]: d for d in yaml.safe_load_all(proc.stdout)}

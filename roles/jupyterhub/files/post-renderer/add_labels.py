@@ -10,9 +10,29 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 
 import yaml
+
+# Text that YAML readers other than PyYAML take for a number (Helm and kubectl read YAML with Go's
+# rules: `5e34` and `1_000` are numbers there, plain strings for PyYAML, which would leave them
+# unquoted). The chart's 4-character checksums are such text now and then.
+NUMBER_LIKE = re.compile(r"^[-+]?(\.[0-9_]+|[0-9][0-9_]*(\.[0-9_]*)?)([eE][-+]?[0-9]+)?$"
+                         r"|^[-+]?0[xXoObB][0-9a-fA-F_]+$|^[-+]?\.(inf|Inf|INF)$|^\.(nan|NaN|NAN)$")
+
+
+class Dumper(yaml.SafeDumper):
+    """SafeDumper that quotes every string a reader could take for a number."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    if NUMBER_LIKE.match(value):
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="'")
+    return dumper.represent_str(value)
+
+
+Dumper.add_representer(str, _represent_str)
 
 
 def fail(msg: str) -> None:
@@ -53,8 +73,8 @@ def render(stream: str, labels: dict) -> str:
     # explicit_start: every document opens with `---`, the first one too, as Helm's own output does.
     # helm diff (HELM_DIFF_USE_UPGRADE_DRY_RUN) reads the manifest from the first `---` on and would
     # otherwise drop the first object.
-    return yaml.safe_dump_all([add_labels(d, labels) for d in docs], default_flow_style=False, sort_keys=False,
-                              explicit_start=True)
+    return yaml.dump_all([add_labels(d, labels) for d in docs], Dumper=Dumper, default_flow_style=False,
+                         sort_keys=False, explicit_start=True)
 
 
 def main() -> None:
