@@ -74,7 +74,7 @@ def one_run(cluster, real, core, work: Path) -> dict:
         pods = [p for p in core.list_namespaced_pod(ns).items if p.status.phase == "Running"]
         at_rest = {p.metadata.name: pod_memory(p) for p in pods}
         dummy, dummy_server, spawn_s = spawn(install, ca_file(core, ns, work), MEMBER)
-        notebook = [p for p in core.list_namespaced_pod(ns, label_selector="component=singleuser-server").items]
+        notebook = core.list_namespaced_pod(ns, label_selector="component=singleuser-server").items
         with_notebook = sum(at_rest.values()) + sum(pod_memory(p) for p in notebook)
         result = {"first_converge_s": round(first, 1), "noop_rerun_s": round(noop, 1),
                   "noop_ratio": round(noop / first, 3), "spawn_to_ready_s": round(spawn_s, 1),
