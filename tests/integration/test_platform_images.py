@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
 import ssl
 import subprocess
@@ -26,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 
 from tests.integration.realpods import describe, finished, new_namespace, pod_manifest, ready
 from tests.integration.test_testbed import _until
+from tests.realplatform import upstream_chart
 from tools.testbed import pki
 from tools.testbed import images as images_api
 
@@ -346,10 +346,6 @@ def test_notebook_image_command_serves_jupyter_as_kubespawner_starts_it(core, ns
 
 
 # --- the real chart with these images ----------------------------------------------------------------
-def _charts_dir() -> Path:
-    return Path(os.environ.get("DATALAB_UPSTREAM_CHARTS") or REPO.parent / "shared" / "upstream-charts")
-
-
 def _api(url, token, method="GET", body=None):
     req = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body is not None else None,
                                  headers={"Authorization": f"token {token}"})
@@ -363,7 +359,7 @@ def test_chart_runs_these_images_and_spawns_a_notebook_on_the_real_node(cluster,
     proxy, network-tools and notebook images, all on the real node: the hub answers through the
     proxy's NodePort, a spawned notebook server answers through the proxy with the user's token,
     and stopping it removes its pod. A small values file, not the role's (that is the role's test)."""
-    chart = _charts_dir() / "jupyterhub-4.4.0.tgz"
+    chart = upstream_chart()
     if not chart.is_file():
         pytest.skip(f"{chart} is not on this machine (DATALAB_UPSTREAM_CHARTS)")
     for name in ("k8s-hub", "chp", "k8s-network-tools", "pyspark-notebook"):

@@ -38,7 +38,7 @@ from pathlib import Path
 import yaml
 
 from . import build, hostpkgs, hoststate, images, netguard, paths, pki, versions
-from .procs import Procs, TestbedError, procs_start_time, wait_for
+from .procs import Procs, TestbedError, start_time, wait_for
 
 NAME = "realnode-1"
 BRIDGE = "dl-rn0"
@@ -154,10 +154,10 @@ def _owner_alive(owner: dict) -> bool:
     """Whether any process of the test bed named in the owner record still runs: its control plane,
     its node, or the cluster-up that wrote the record."""
     st = Path(owner.get("state", "/nonexistent"))
-    if any(Procs(d).status().get(name) for d in (st, node_dir(st)) for name in Procs(d).recorded()):
+    if any(any(Procs(d).status().values()) for d in (st, node_dir(st))):
         return True
     pid, started = owner.get("pid"), owner.get("pid_started")
-    return bool(pid) and procs_start_time(pid) == started
+    return bool(pid) and start_time(pid) == started
 
 
 def check_host(state: Path) -> None:
@@ -216,7 +216,7 @@ def _record_host(state: Path) -> dict:
     # on this machine finds the owner, sees that it is dead and undoes its changes (check_host).
     OWNER_FILE.parent.mkdir(parents=True, exist_ok=True)
     OWNER_FILE.write_text(json.dumps({"state": str(state), "pid": os.getpid(),
-                                      "pid_started": procs_start_time(os.getpid()), "record": record}, indent=1))
+                                      "pid_started": start_time(os.getpid()), "record": record}, indent=1))
     return record
 
 

@@ -20,16 +20,12 @@ class TestbedError(RuntimeError):
     __test__ = False  # not a pytest class, despite the name
 
 
-def _start_time(pid: int) -> str | None:
+def start_time(pid: int) -> str | None:
+    """A process's start time in clock ticks since boot: with the PID, names one process for good."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
     except (OSError, IndexError):
         return None
-
-
-def procs_start_time(pid: int) -> str | None:
-    """A process's start time in clock ticks since boot: with the PID, names one process for good."""
-    return _start_time(pid)
 
 
 def port_owner_hint(host: str, port: int) -> str:
@@ -72,7 +68,7 @@ class Procs:
         with open(self.log(name), "ab") as log:
             proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True)
-        (self.pid_dir / f"{name}.pid").write_text(f"{proc.pid} {_start_time(proc.pid) or ''}\n")
+        (self.pid_dir / f"{name}.pid").write_text(f"{proc.pid} {start_time(proc.pid) or ''}\n")
         return proc.pid
 
     def recorded(self) -> dict[str, tuple[int, str]]:
@@ -89,7 +85,7 @@ class Procs:
         if not rec:
             return False
         pid, started = rec
-        now = _start_time(pid)
+        now = start_time(pid)
         if now is None or (started and now != started):
             return False
         try:
