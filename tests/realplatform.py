@@ -8,7 +8,6 @@ API token made as the hub's token page makes it, and a spawn through the hub's A
 from __future__ import annotations
 
 import html
-import os
 import re
 import time
 from pathlib import Path
@@ -18,21 +17,16 @@ import yaml
 
 from tests.node_ports import free_node_ports
 from tools.testbed import images as images_api
+from tools.testbed import platform_images
 
-REPO = Path(__file__).resolve().parents[1]
 HOST = "lab-real"
 REALM = "demo-real"
 ADMIN, MEMBER = "isla.williams", "mark.ketting"
-# What the install runs: Keycloak, MinIO and its bucket Job, and the chart's hub, proxy and
-# (in every user pod) network tools.  The notebook image is only needed to spawn.
-IMAGES = ("keycloak", "minio", "mc", "k8s-hub", "chp", "k8s-network-tools")
-NOTEBOOK_IMAGE = "pyspark-notebook"
+# What the install runs (tools/testbed/platform_images.py); the notebook image is only needed to spawn.
+IMAGES = platform_images.PLATFORM
+upstream_chart = platform_images.upstream_chart
+NOTEBOOK_IMAGE = platform_images.NOTEBOOK
 SPAWN_OPTIONS = {"cpu": "1", "memory": "2 GB", "image": "spark-3.5.2"}
-
-
-def upstream_chart() -> Path:
-    base = os.environ.get("DATALAB_UPSTREAM_CHARTS") or REPO.parent / "shared" / "upstream-charts"
-    return Path(base) / "jupyterhub-4.4.0.tgz"
 
 
 def import_images(real: dict, names=IMAGES) -> None:
@@ -133,3 +127,18 @@ def spawn(install: dict, ca: str, username: str, timeout: float = 600) -> tuple[
             return api, dict(server, profile=slug), time.monotonic() - t0
         time.sleep(0.25)
     raise AssertionError(f"{username}'s server was not ready after {timeout:.0f}s")
+
+
+def assert_contains(big, small, path: str = "values") -> None:
+    """Every value of `small` (values given to Helm) is in `big` (what the hub mounts), where the
+    chart's own defaults fill the rest; null removes a chart default, so the key must be absent."""
+    if isinstance(small, dict):
+        assert isinstance(big, dict), path
+        for key, value in small.items():
+            if value is None:
+                assert big.get(key) is None, f"{path}.{key}: mounted {big[key]!r}, given null"
+                continue
+            assert key in big, f"{path}.{key} is not in the hub's mounted values"
+            assert_contains(big[key], value, f"{path}.{key}")
+    else:
+        assert big == small, f"{path}: mounted {big!r}, given {small!r}"

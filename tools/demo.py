@@ -2,7 +2,8 @@
 
 The cluster comes from tools/testbed/target.py: your $KUBECONFIG, else Kind (kind + a
 working Docker), else this repository's test bed (started here, left running so you can
-look at it; `make cluster-down keycloak-down` stops it).
+use it; `make cluster-down` stops it).  On the test bed every pod runs on its real node, from images
+built on this machine and imported there (tools/testbed/platform_images.py).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tools.testbed import cluster, keycloak, target  # noqa: E402
+from tools.testbed import cluster, platform_images, target  # noqa: E402
 from tools.testbed.procs import TestbedError  # noqa: E402
 
 
@@ -27,8 +28,14 @@ def main() -> int:
     try:
         if kind == "testbed":
             print("==> no KUBECONFIG and no Kind/Docker here: using the local test bed (docs/testbed.md)")
+            chart = platform_images.upstream_chart()
+            if not chart.is_file():
+                print(f"==> the local inventory installs the real Zero-to-JupyterHub chart, {chart}, which is missing:"
+                      " set DATALAB_UPSTREAM_CHARTS to the directory that holds jupyterhub-4.4.0.tgz",
+                      file=sys.stderr)
+                return 1
             cluster.ensure_up()
-            keycloak.up()
+            platform_images.ensure_imported()
         elif kind == "kind":
             print("==> Kind and Docker found: creating/using Kind cluster 'datalab'")
             names = subprocess.run(["kind", "get", "clusters"], capture_output=True, text=True, check=False).stdout.split()

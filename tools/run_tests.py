@@ -19,7 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tools.testbed import cluster, hostpkgs, hoststate, keycloak, node  # noqa: E402
+from tools.testbed import cluster, hostpkgs, hoststate, keycloak, node, platform_images  # noqa: E402
 from tools.testbed.paths import cluster_dir, keycloak_dir  # noqa: E402
 from tools.testbed.procs import Procs, TestbedError  # noqa: E402
 
@@ -60,8 +60,9 @@ def junit_counts(path: Path) -> tuple[int, int, int]:
     return total - failed - skipped, failed, skipped
 
 
-def layers() -> list[tuple[str, list[str]]]:
-    """The layers in order.  Each is one command; pytest layers write JUnit XML for the summary."""
+def layers() -> list[tuple[str, list[str] | str]]:
+    """The layers in order.  Each is one command (or the reason it is skipped); pytest layers write
+    JUnit XML for the summary."""
     py = str(BIN / "python")
     out = [("prepare", [py, "-m", "tools.e2e_setup"])]
     if (REPO / "roles").is_dir():
@@ -70,7 +71,7 @@ def layers() -> list[tuple[str, list[str]]]:
     # own_testbed tests would stop the run's shared test bed; main() does their check around the whole run.
     out.append(("pytest", [str(BIN / "pytest"), "-q", "-m", "not e2e and not own_testbed", f"--junitxml={ARTIFACTS / 'pytest.xml'}",
                            "tests"]))
-    out.append(("molecule", [str(BIN / "molecule"), "test", "-s", "local"]))
+    out.append(("molecule", platform_images.local_inventory_missing() or [str(BIN / "molecule"), "test", "-s", "local"]))
     out.append(("e2e", [py, "-m", "tools.e2e_setup", "run", "-q", f"--junitxml={ARTIFACTS / 'e2e.xml'}"]))
     return out
 
@@ -85,6 +86,7 @@ def main() -> int:
     started_cluster = started_keycloak = False
     host_before = None
     results: list[tuple[str, bool]] = []
+    layer_skips: list[str] = []
     times: dict[str, float] = {}
     try:
         if node.enabled() and not cluster.running():
@@ -102,6 +104,10 @@ def main() -> int:
         print(f"==> test bed Keycloak {'started' if started_keycloak else 'reused'} in "
               f"{times['test bed Keycloak']:.0f}s")
         for name, argv in layers():
+            if isinstance(argv, str):
+                print(f"\n==> {name}: SKIPPED: {argv}", flush=True)
+                layer_skips.append(f"layer {name}: {argv}")
+                continue
             ok, times[name] = step(name, argv, env)
             results.append((name, ok))
     except TestbedError as exc:
@@ -133,10 +139,10 @@ def main() -> int:
     step_failures = sum(1 for name, ok in results if not ok and name not in junit_layers)
     print("\n" + "\n".join(f"    {name:18} {times[name]:6.0f}s" for name in times if name not in dict(results)))
     print("\n".join(f"    {name:18} {times.get(name, 0):6.0f}s  {'ok' if ok else 'FAILED'}" for name, ok in results))
-    skips = [s for f in JUNIT for s in junit_skips(ARTIFACTS / f)]
+    skips = layer_skips + [s for f in JUNIT for s in junit_skips(ARTIFACTS / f)]
     print(f"skipped ({len(skips)}):" + "".join(f"\n    {s}" for s in skips))
     print(f"summary: {passed + sum(1 for n, ok in results if ok and n not in junit_layers)} passed, "
-          f"{failed + step_failures} failed, {skipped} skipped")
+          f"{failed + step_failures} failed, {skipped + len(layer_skips)} skipped")
     return 0 if all(ok for dummy, ok in results) else 1
 
 

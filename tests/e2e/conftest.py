@@ -1,4 +1,5 @@
-"""Fixtures of the end-to-end harness (TESTBED.md section 2): real programs on loopback.
+"""Fixtures of the end-to-end harness: Chromium against the platform `inventories/local` runs on the
+test bed's real node (hub, Keycloak, MinIO, user servers are real pods).
 
 Run through `make e2e` (= `python -m tools.e2e_setup run`), which installs and caches the
 heavy dependencies in venvs under ~/.cache/datalab-notebooks/e2e/ and runs pytest with the
@@ -7,12 +8,7 @@ so the main test run (`-m "not e2e"`) collects them without the heavy packages.
 """
 from __future__ import annotations
 
-import http.server
-import json
-import os
-import shutil
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -26,7 +22,6 @@ for p in (str(REPO), str(HERE)):
 from tools import e2e_setup  # noqa: E402
 
 ARTIFACTS = REPO / "artifacts" / "e2e"
-SINGLEUSER_PORT = 8888  # KubeSpawner's default port, reached at pod_connect_ip 127.0.0.1
 
 
 def pytest_collection_modifyitems(items):
@@ -59,27 +54,52 @@ def e2e_tools() -> dict:
 
 # --- the platform ------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
-def platform(cluster, keycloak, e2e_tools, artifacts):
-    """The converged `local` install (first host, or DATALAB_E2E_HOST), read back from the cluster.
+def converged(cluster, e2e_tools, artifacts):
+    """`ansible-playbook site.yml -i inventories/local` (both installs, every pod on the real node),
+    run when a namespace lacks what the harness reads; skips where the local inventory cannot run."""
+    from e2e_harness import platform as pf
 
-    Converges with `ansible-playbook site.yml -i inventories/local` when the namespace lacks
-    what the harness reads (the test-bed Keycloak of `keycloak` is where converge imports the realm).
-    """
+    from tools.testbed import platform_images
+
+    why = platform_images.local_inventory_missing()
+    if why:
+        pytest.skip(f"the local inventory cannot run here: {why}")
+    try:
+        api = pf.api_client(cluster.kubeconfig)
+        namespaces = [v.get("datalab_namespace") for v in pf.inventory_hosts().values()]
+        missing = {ns: pf.missing_objects(api, ns) for ns in namespaces}
+        if any(missing.values()):
+            lacking = "; ".join(f"{ns} lacks {', '.join(m)}" for ns, m in missing.items() if m)
+            print(f"\n[e2e] {lacking}: converging site.yml", file=sys.stderr)
+            pf.converge(artifacts / "converge.log")
+            still = {ns: pf.missing_objects(api, ns) for ns in namespaces}
+            if any(still.values()):
+                raise pf.HarnessError(f"after converge still missing: {still}")
+    except pf.HarnessError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    return cluster.kubeconfig
+
+
+def _read_platform(kubeconfig: str, authenticator: str):
     from e2e_harness import platform as pf
 
     try:
-        host, namespace = pf.select_host()
-        api = pf.api_client(cluster.kubeconfig)
-        missing = pf.missing_objects(api, namespace)
-        if missing:
-            print(f"\n[e2e] namespace {namespace} lacks {', '.join(missing)}: converging site.yml", file=sys.stderr)
-            pf.converge(artifacts / "converge.log")
-            still = pf.missing_objects(api, namespace)
-            if still:
-                raise pf.HarnessError(f"after converge, namespace {namespace} still lacks {', '.join(still)}")
-        return pf.read(cluster.kubeconfig, host, namespace)
+        host, namespace = pf.select_host(authenticator)
+        return pf.read(kubeconfig, host, namespace)
     except pf.HarnessError as exc:
         pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def platform(converged):
+    """The install that logs in through its Keycloak (lab-a, or DATALAB_E2E_HOST), read back."""
+    return _read_platform(converged, "generic-oauth")
+
+
+@pytest.fixture(scope="session")
+def native_platform(converged):
+    """The install with the Native Authenticator (lab-b), read back."""
+    return _read_platform(converged, "native")
 
 
 @pytest.fixture(scope="session")
@@ -90,97 +110,10 @@ def platform_ca_file(platform, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def e2e_keycloak(platform, e2e_tools, artifacts, platform_ca_file):
-    """Keycloak on the node address:port of ConfigMap keycloak-address, the role's keystore, realm reconciled."""
-    from e2e_harness import keycloak_proc
-    from e2e_harness import platform as pf
-    from e2e_harness.platform import HarnessError
-
-    try:
-        info = keycloak_proc.up(platform)
-        pf.reimport_realm(platform, artifacts, platform.keycloak_url, platform_ca_file)
-    except HarnessError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    yield info
-    if Path(info["log"]).exists():
-        shutil.copy2(info["log"], artifacts / "keycloak.log")
-    if not os.environ.get("DATALAB_KEEP_E2E"):  # the e2e Keycloak is this harness's own process
-        keycloak_proc.down(platform)
-
-
-@pytest.fixture(scope="session")
 def realm_name(platform) -> str:
     from e2e_harness.platform import inventory_hosts
 
     return inventory_hosts()[platform.host].get("datalab_keycloak_realm") or "demo"
-
-
-# --- the single-user server stand-in -------------------------------------------------------------
-class _StandIn(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 - http.server's naming
-        body = (b"<!doctype html><title>single-user stand-in</title>"
-                b"<h1>single-user server stand-in</h1><p>path: " + self.path.encode() + b"</p>")
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture(scope="session")
-def singleuser_standin():
-    """A trivial HTTP server on 127.0.0.1:8888: what the hub reaches instead of the user pod."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", SINGLEUSER_PORT), _StandIn)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{SINGLEUSER_PORT}"
-    server.shutdown()
-    server.server_close()
-
-
-# --- hubs ---------------------------------------------------------------------------------------------
-class HubManager:
-    """Starts hubs one at a time on the hub's node address and port (a second one would collide)."""
-
-    def __init__(self, platform, tools):
-        self.platform = platform
-        self.tools = tools
-        self.current = None
-        self.key = None
-
-    def get(self, name: str, values: dict, venv: str = "hub50", env_patch: dict | None = None,
-            bind_host: str | None = None):
-        from e2e_harness import hub_proc
-
-        key = json.dumps([name, values, venv, env_patch, bind_host], sort_keys=True)
-        if self.current is not None and self.key == key and self.current.alive():
-            return self.current
-        self.stop()
-        self.current = hub_proc.start(
-            self.platform, name=name, values=values, venv=self.tools["venvs"][venv], chp=self.tools["chp"],
-            bind_host=bind_host or self.platform.keycloak_node_ip, bind_port=self.platform.hub_node_port,
-            env_patch=env_patch)
-        self.key = key
-        return self.current
-
-    def stop(self):
-        if self.current is not None:
-            self.current.stop()
-            if self.current.log_path.exists():  # kept with the test artifacts
-                shutil.copy2(self.current.log_path, ARTIFACTS / f"hub-{self.current.name}.log")
-            shutil.rmtree(self.current.state, ignore_errors=True)  # its database and cookie secret
-            self.current = None
-            self.key = None
-
-
-@pytest.fixture(scope="session")
-def hubs(platform, e2e_tools, singleuser_standin):
-    manager = HubManager(platform, e2e_tools)
-    yield manager
-    manager.stop()
 
 
 # --- the browser -------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import yaml
 from tests.ansible_run import changed_tasks, recap, run_playbook
 from tests.integration.test_testbed import _until
 from tests.realplatform import (ADMIN, HOST, MEMBER, NOTEBOOK_IMAGE, SPAWN_OPTIONS, ca_file, import_images, login,
-                                spawn, upstream_chart, write_inventory)
+                                spawn, upstream_chart, write_inventory, assert_contains)
 from tools.testbed import images as images_api
 
 pytestmark = pytest.mark.integration
@@ -117,20 +117,8 @@ def test_the_hub_runs_the_values_the_role_rendered(install, cluster):
          "cat", "/usr/local/etc/jupyterhub/secret/values.yaml"],
         capture_output=True, text=True, check=True).stdout)
 
-    def contains(big, small, path="values"):
-        if isinstance(small, dict):
-            assert isinstance(big, dict), path
-            for key, value in small.items():
-                if value is None:  # null removes a chart default: Helm drops the key
-                    assert big.get(key) is None, f"{path}.{key}: mounted {big[key]!r}, given null"
-                    continue
-                assert key in big, f"{path}.{key} is not in the hub's mounted values"
-                contains(big[key], value, f"{path}.{key}")
-        else:
-            assert big == small, f"{path}: mounted {big!r}, given {small!r}"
-
     assert given["hub"]["config"]["JupyterHub"]["authenticator_class"] == "generic-oauth"
-    contains(mounted, given)
+    assert_contains(mounted, given)
 
 
 def test_a_profile_spawns_a_real_notebook_server_that_answers_through_the_proxy(install, core, real, tmp_path):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import shlex
 import sys
 
-from . import cluster, keycloak, target
+from . import cluster, keycloak, platform_images, target
 from .procs import TestbedError
 
 
@@ -58,6 +58,11 @@ def keycloak_status() -> int:
     return 0 if st and all(st.values()) else 1
 
 
+def platform_images_cmd() -> int:
+    platform_images.ensure_imported()
+    return 0
+
+
 def target_cmd() -> int:
     _exports(target.select())
     return 0
@@ -72,6 +77,7 @@ COMMANDS = {
     "keycloak-down": lambda: keycloak.down() or 0,
     "keycloak-status": keycloak_status,
     "keycloak-env": lambda: _exports(keycloak.env()) or 0,
+    "platform-images": platform_images_cmd,
     "target": target_cmd,
 }
 

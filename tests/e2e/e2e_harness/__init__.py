@@ -1,7 +1,6 @@
-"""The end-to-end harness: the real programs of the stack as loopback processes.
+"""The end-to-end harness: Chromium against the platform the local inventory runs on the real node.
 
 - `platform`: what the converged install put in the cluster (values, Secrets, addresses);
-- `keycloak_proc`: Keycloak on the node address and port of ConfigMap keycloak-address;
-- `hub_proc` (+ `hub_config.py`, run by JupyterHub itself): the hub from the role's values;
+- `flows`: what a person does in the browser (log in through Keycloak, spawn, sign up);
 - `browser`: Debian Chromium via playwright, trusting the platform CA through NSS.
 """

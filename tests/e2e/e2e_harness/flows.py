@@ -51,16 +51,17 @@ def choose_profile(page, choices: dict[str, str]) -> None:
         select.select_option(value=value)
 
 
-def start_server(page, hub_url: str, user: str, timeout: float = 120) -> str:
-    """Submit the spawn form; wait for the server page (the stand-in) or a spawn failure. Returns the outcome."""
+def start_real_server(page, hub_url: str, user: str, timeout: float = 300) -> str:
+    """Submit the spawn form; wait until the browser is at the user's JupyterLab, or the spawn fails.
+    Returns "running", or what went wrong."""
     page.locator("form input[type=submit], form button[type=submit]").first.click()
     deadline = time.monotonic() + timeout
     user_prefix = f"{hub_url}/user/{user}/"
     while time.monotonic() < deadline:
-        if page.url.startswith(user_prefix) and "single-user server stand-in" in page_text(page):
+        if page.url.startswith(user_prefix) and "JupyterLab" in (page.title() or ""):
             return "running"
         text = page_text(page)
-        if re.search(r"Spawn failed|failed to start|Error", text, re.I) and "/spawn-pending/" in page.url:
+        if "/spawn-pending/" in page.url and re.search(r"Spawn failed|failed to start", text, re.I):
             return "failed: " + text
         time.sleep(0.5)
     return f"timeout at {page.url}: {page_text(page)[:500]}"

@@ -1,7 +1,8 @@
 """What a converged `site.yml -i inventories/local` left in the cluster, read back for the e2e tests.
 
-Names come from docs/CONTRACT.md.  Nothing here contacts a pod or Service IP: the API
-server (loopback) is the only thing read.
+Names come from docs/CONTRACT.md.  Every pod of the install runs on the test bed's real node; the
+browser reaches the hub and Keycloak only through their NodePorts on that node's address (the test
+bed's own bridge), never a pod or Service IP.
 """
 from __future__ import annotations
 
@@ -10,14 +11,12 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
 INVENTORY = "inventories/local"
-STANDIN_VALUES = "standin-{release}-values"
 
 
 class HarnessError(RuntimeError):
@@ -54,12 +53,15 @@ def inventory_hosts() -> dict[str, dict]:
     return {h: hostvars.get(h, {}) for h in sorted(hosts)}
 
 
-def select_host() -> tuple[str, str]:
-    """(inventory host, namespace) the e2e tests use: DATALAB_E2E_HOST or the first host."""
+def select_host(authenticator: str = "generic-oauth") -> tuple[str, str]:
+    """(inventory host, namespace) of the first host with `authenticator`, or DATALAB_E2E_HOST (OAuth)."""
     hosts = inventory_hosts()
     if not hosts:
         raise HarnessError(f"{INVENTORY} has no host in group notebook_platform")
-    host = os.environ.get("DATALAB_E2E_HOST") or next(iter(hosts))
+    chosen = [h for h, v in hosts.items() if v.get("jupyterhub_authenticator", "generic-oauth") == authenticator]
+    if not chosen:
+        raise HarnessError(f"{INVENTORY} has no host with jupyterhub_authenticator {authenticator}")
+    host = (authenticator == "generic-oauth" and os.environ.get("DATALAB_E2E_HOST")) or chosen[0]
     if host not in hosts:
         raise HarnessError(f"DATALAB_E2E_HOST={host} is not a host of {INVENTORY} (hosts: {', '.join(hosts)})")
     ns = hosts[host].get("datalab_namespace")
@@ -82,13 +84,11 @@ class Platform:
     namespace: str
     kubeconfig: str
     api_client: object = field(repr=False)
-    values: dict = field(repr=False)
+    values: dict = field(repr=False)  # what the hub pod mounts: Secret hub, key values.yaml
     keycloak_address: str = ""  # "<node ip>:<node port>" from ConfigMap keycloak-address
     keycloak_node_ip: str = ""
     hub_node_port: int = 0  # Service proxy-public
     ca_pem: str = field(default="", repr=False)
-    keystore: bytes = field(default=b"", repr=False)
-    keystore_password: str = field(default="", repr=False)
     admin_username: str = ""
     admin_password: str = field(default="", repr=False)
     client_id: str = ""
@@ -134,13 +134,23 @@ class Platform:
 REQUIRED = [  # (kind, name): what the e2e harness reads; missing = not converged
     ("ConfigMap", "keycloak-address"),
     ("ConfigMap", "datalab-ca"),
-    ("ConfigMap", STANDIN_VALUES.format(release="jupyterhub")),
+    ("Secret", "hub"),  # the chart's: the hub's configuration
     ("Secret", "keycloak-tls"),
     ("Secret", "keycloak-admin"),
     ("Secret", "jupyterhub-oauth-client"),
     ("Secret", "minio-s3-credentials"),
     ("Service", "proxy-public"),
 ]
+
+
+def real_node_addresses() -> tuple[str, ...]:
+    """The addresses the test bed's real node serves NodePorts on: its own on the bridge, and loopback."""
+    from tools.testbed import cluster
+
+    real = cluster.info().real_node if cluster.running() else None
+    if not real:
+        raise HarnessError("the test bed runs no real node: the local inventory's pods need one (docs/testbed.md)")
+    return real["address"], real["nodeport_address"]
 
 
 def api_client(kubeconfig: str):
@@ -167,14 +177,18 @@ def missing_objects(api, namespace: str) -> list[str]:
 
 def converge(log_path: Path, extra: list[str] | None = None) -> None:
     """`ansible-playbook site.yml -i inventories/local`, log in the artifacts."""
+    images = [main_venv_bin("python"), "-m", "tools.testbed", "platform-images"]
     argv = [main_venv_bin("ansible-playbook"), "site.yml", "-i", INVENTORY, *(extra or [])]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     with open(log_path, "w") as log:
-        log.write("$ " + " ".join(argv) + "\n")
-        log.flush()
-        rc = subprocess.run(argv, cwd=REPO, env=ansible_env(), stdout=log, stderr=subprocess.STDOUT,
-                            check=False).returncode
+        for cmd in (images, argv):
+            log.write("$ " + " ".join(cmd) + "\n")
+            log.flush()
+            rc = subprocess.run(cmd, cwd=REPO, env=ansible_env(), stdout=log, stderr=subprocess.STDOUT,
+                                check=False).returncode
+            if rc != 0:
+                break
     if rc != 0:
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-30:])
         raise HarnessError(f"converge failed (exit {rc}, {time.monotonic() - t0:.0f}s), log {log_path}:\n{tail}")
@@ -183,25 +197,26 @@ def converge(log_path: Path, extra: list[str] | None = None) -> None:
 def read(kubeconfig: str, host: str, namespace: str) -> Platform:
     api = api_client(kubeconfig)
     p = Platform(host=host, namespace=namespace, kubeconfig=kubeconfig, api_client=api, values={})
-    raw = p.configmap(STANDIN_VALUES.format(release="jupyterhub")).get("values.json")
+    import yaml
+
+    raw = p.secret("hub").get("values.yaml")
     if not raw:
-        raise HarnessError(f"ConfigMap {STANDIN_VALUES.format(release='jupyterhub')} has no key values.json")
-    p.values = json.loads(raw)
+        raise HarnessError("Secret hub (the chart's) has no key values.yaml")
+    p.values = yaml.safe_load(raw)
     addr = p.configmap("keycloak-address")
     p.keycloak_address, p.keycloak_node_ip = addr.get("keycloakAddress", ""), addr.get("keycloakNodeIp", "")
     if not p.keycloak_address or not p.keycloak_node_ip:
         raise HarnessError(f"ConfigMap keycloak-address is incomplete: {addr}")
-    if not p.keycloak_node_ip.startswith("127."):
-        raise HarnessError(f"keycloak-address names {p.keycloak_node_ip}, not a loopback node address: "
-                           "the e2e tests only ever contact loopback")
+    allowed = real_node_addresses()
+    if p.keycloak_node_ip not in allowed:
+        raise HarnessError(f"keycloak-address names {p.keycloak_node_ip}, not the real node ({', '.join(allowed)}): "
+                           "the e2e tests only ever contact the test bed's own bridge and loopback")
     svc = p.core.read_namespaced_service("proxy-public", namespace)
     ports = [pt.node_port for pt in svc.spec.ports or [] if pt.node_port]
     if not ports:
         raise HarnessError("Service proxy-public has no nodePort")
     p.hub_node_port = ports[0]
     p.ca_pem = p.configmap("datalab-ca").get("ca.crt", "")
-    tls = p.secret("keycloak-tls")
-    p.keystore, p.keystore_password = tls.get("keystore.p12", b""), tls.get("password", b"").decode()
     admin = p.secret("keycloak-admin")
     p.admin_username, p.admin_password = admin["username"].decode(), admin["password"].decode()
     oauth = p.secret("jupyterhub-oauth-client")
@@ -215,101 +230,17 @@ def read(kubeconfig: str, host: str, namespace: str) -> Platform:
     return p
 
 
-def resolve_env(p: Platform, env_values: dict, pod_namespace: str | None = None) -> dict[str, str]:
-    """hub.extraEnv (the chart's dict form) resolved the way the kubelet would, from this namespace."""
-    out = {}
-    for name, spec in (env_values or {}).items():
-        if isinstance(spec, dict) and "name" in spec and ("value" in spec or "valueFrom" in spec):
-            spec = spec.get("value") if "value" in spec else {"valueFrom": spec["valueFrom"]}
-        if not isinstance(spec, dict):
-            out[name] = "" if spec is None else str(spec)
-            continue
-        src = spec.get("valueFrom", {})
-        if "configMapKeyRef" in src:
-            ref = src["configMapKeyRef"]
-            out[name] = p.configmap(ref["name"]).get(ref["key"], "")
-        elif "secretKeyRef" in src:
-            ref = src["secretKeyRef"]
-            out[name] = p.secret(ref["name"]).get(ref["key"], b"").decode()
-        elif "fieldRef" in src and src["fieldRef"].get("fieldPath") == "metadata.namespace":
-            out[name] = pod_namespace or p.namespace
-        else:
-            raise HarnessError(f"hub.extraEnv {name}: cannot resolve {spec} outside a pod")
-    return out
-
-
-def materialize_volumes(p: Platform, volumes: list, mounts: list, root: Path) -> dict[str, str]:
-    """hub.extraVolumes/extraVolumeMounts written to `root`; returns {container path: local path}.
-
-    The hub runs on this machine, not in a container: the files a mount would show appear
-    under `root`, and paths in the hub's config are translated through the returned table.
-    """
-    by_name = {v["name"]: v for v in volumes or []}
-    table = {}
-    for m in mounts or []:
-        vol = by_name.get(m["name"])
-        if vol is None:
-            raise HarnessError(f"hub.extraVolumeMounts names volume {m['name']}, which hub.extraVolumes lacks")
-        local = root / m["name"]
-        local.mkdir(parents=True, exist_ok=True)
-        if "configMap" in vol:
-            files = {k: v.encode() for k, v in p.configmap(vol["configMap"]["name"]).items()}
-        elif "secret" in vol:
-            files = p.secret(vol["secret"]["secretName"])
-        else:
-            raise HarnessError(f"hub volume {m['name']}: only configMap and secret volumes can be reproduced here")
-        for item in (vol.get("configMap") or vol.get("secret") or {}).get("items") or []:
-            files[item["path"]] = files.pop(item["key"])
-        for key, data in files.items():
-            (local / key).write_bytes(data)
-        sub = m.get("subPath")
-        table[m["mountPath"]] = str(local / sub) if sub else str(local)
-    return table
-
-
-def translate(obj, table: dict[str, str]):
-    """Replace container paths (prefixes from `table`) in every string of `obj`."""
-    if isinstance(obj, str):
-        for container, local in sorted(table.items(), key=lambda kv: -len(kv[0])):
-            if obj == container or obj.startswith(container.rstrip("/") + "/"):
-                return local + obj[len(container):]
-        return obj
-    if isinstance(obj, dict):
-        return {k: translate(v, table) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [translate(v, table) for v in obj]
-    return obj
-
-
-def reimport_realm(platform, artifacts: Path, url: str, ca_file: Path, extra: dict | None = None) -> None:
-    """Run the keycloak role's playbook for this host with the admin API pointed at `url`.
-
-    The same tasks as converge: the role reads the admin credentials and client secret from
-    the cluster and reconciles the realm with keycloak_realm_import.  Overrides go in a
-    0600 vars file (they include the admin password), never on the command line.
-    """
-    tmp = Path(tempfile.mkdtemp(prefix="e2e-realm-"))
-    try:
-        vars_file = tmp / "vars.json"
-        vars_file.touch(mode=0o600)
-        vars_file.write_text(json.dumps({
-            "keycloak_admin_url": url,
-            "keycloak_admin_username": platform.admin_username,
-            "keycloak_admin_password": platform.admin_password,
-            "keycloak_admin_ca_path": str(ca_file),
-            **(extra or {}),
-        }))
-        log = artifacts / f"realm-import-{platform.host}.log"
-        argv = [main_venv_bin("ansible-playbook"), "playbooks/keycloak.yml", "-i", INVENTORY,
-                "--limit", platform.host, "-e", f"@{vars_file}"]
-        with open(log, "w") as fh:
-            rc = subprocess.run(argv, cwd=REPO, env=ansible_env(), stdout=fh, stderr=subprocess.STDOUT,
-                                check=False).returncode
-        if rc != 0:
-            tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
-            raise HarnessError(f"realm import against {url} failed (exit {rc}), log {log}:\n{tail}")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+def reimport_realm(platform, artifacts: Path) -> None:
+    """Run the keycloak role's playbook for this host: the same tasks as converge reconcile the realm
+    in the install's own Keycloak (through its NodePort, with the CA the role issued)."""
+    log = artifacts / f"realm-import-{platform.host}.log"
+    argv = [main_venv_bin("ansible-playbook"), "playbooks/keycloak.yml", "-i", INVENTORY, "--limit", platform.host]
+    with open(log, "w") as fh:
+        rc = subprocess.run(argv, cwd=REPO, env=ansible_env(), stdout=fh, stderr=subprocess.STDOUT,
+                            check=False).returncode
+    if rc != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
+        raise HarnessError(f"realm import of {platform.host} failed (exit {rc}), log {log}:\n{tail}")
 
 
 def delete_user_pods(platform, timeout: float = 60) -> None:
