@@ -1,7 +1,8 @@
 """Converge time of `ansible-playbook site.yml -i inventories/local` on the test bed.
 
-Per run: uninstall (delete the inventory's namespaces and the cluster-scoped objects labelled
-with their install, delete their realms in the test-bed Keycloak, wait until all is gone), then
+Both installs run for real on the test bed's real node (their realms live in their own Keycloak pods),
+images imported beforehand.  Per run: uninstall (delete the inventory's namespaces and the
+cluster-scoped objects labelled with their install, wait until all is gone), then
 a first converge, then a no-op rerun.  Median of N runs (3 by default), the task counts of each
 converge, and the 10 slowest tasks of the median run, timed by the ansible.posix.json callback.
 
@@ -22,11 +23,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import ssl
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from datetime import datetime
 from pathlib import Path
 
@@ -37,10 +34,10 @@ DOC = REPO / "docs" / "benchmarks.md"
 INVENTORY = "inventories/local"
 GOAL_NOOP_S = 45.0
 GOAL_NOOP_RATIO = 0.30
-PRIVATE_ENV = {  # clear of the default test bed (offset 0, Keycloak 18443/19000) and benchmarks/testbed.py (1000)
+PRIVATE_ENV = {  # clear of the default test bed (offset 0) and benchmarks/testbed.py (1000); with the real node,
+    # which needs the machine's only one (no other test bed's real node may run meanwhile)
     "DATALAB_TESTBED_PORT_OFFSET": "4000",
-    "DATALAB_KEYCLOAK_PORT": "38443",
-    "DATALAB_KEYCLOAK_MANAGEMENT_PORT": "39000",
+    "DATALAB_TESTBED_REAL_NODE": "1",
 }
 INSTALL_LABEL = "app.kubernetes.io/part-of=datalab-notebooks"
 
@@ -84,24 +81,6 @@ def kubectl(env: dict, *args: str) -> str:
     return proc.stdout
 
 
-def delete_realms(env: dict, realms: list[str]) -> None:
-    conn = json.loads((state_dir(env) / "keycloak" / "connection.json").read_text())
-    ctx = ssl.create_default_context(cafile=conn["ca_path"])
-    body = urllib.parse.urlencode({"grant_type": "password", "client_id": "admin-cli",
-                                   "username": conn["username"], "password": conn["password"]}).encode()
-    with urllib.request.urlopen(f"{conn['url']}/realms/master/protocol/openid-connect/token", body,
-                                context=ctx, timeout=30) as resp:
-        token = json.load(resp)["access_token"]
-    for realm in realms:
-        req = urllib.request.Request(f"{conn['url']}/admin/realms/{realm}", method="DELETE",
-                                     headers={"Authorization": f"Bearer {token}"})
-        try:
-            urllib.request.urlopen(req, context=ctx, timeout=60).close()
-        except urllib.error.HTTPError as exc:
-            if exc.code != 404:
-                raise
-
-
 def uninstall(env: dict, hosts: dict[str, dict]) -> float:
     """Everything site.yml creates for the inventory's hosts, gone; returns seconds taken."""
     t0 = time.monotonic()
@@ -110,7 +89,6 @@ def uninstall(env: dict, hosts: dict[str, dict]) -> float:
                 "-l", f"{INSTALL_LABEL},app.kubernetes.io/instance={h['instance']}", "--ignore-not-found")
     namespaces = [h["namespace"] for h in hosts.values()]
     kubectl(env, "delete", "namespace", *namespaces, "--ignore-not-found", "--wait=true", "--timeout=300s")
-    delete_realms(env, [h["realm"] for h in hosts.values()])
     return time.monotonic() - t0
 
 
@@ -301,9 +279,8 @@ def main() -> int:
     logs = Path(tmp.name) / "logs"
     logs.mkdir()
     started_cluster = "cluster started" in testbed("cluster-up", env)
-    started_keycloak = False
     try:
-        started_keycloak = "keycloak started" in testbed("keycloak-up", env)
+        testbed("platform-images", env)  # built and imported before the clock runs: "images cached"
         load_start = os.getloadavg()
         hosts = inventory_hosts(env)
         say(f"hosts {', '.join(hosts)}; state {state_dir(env)}")
@@ -325,8 +302,6 @@ def main() -> int:
         say(f"logs kept in {keep}")
         raise exc
     finally:
-        if started_keycloak:
-            testbed("keycloak-down", env)
         if started_cluster:
             testbed("cluster-down", env)
         tmp.cleanup()

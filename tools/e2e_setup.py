@@ -11,11 +11,10 @@ What it installs, each step skipped when its result is already there:
 - three venvs under `~/.cache/datalab-notebooks/e2e/`, each named after a hash of the
   requirements file it was built from (`tests/e2e/requirements-*.txt`), so editing a file
   builds a new venv and a rerun reuses the old one: `runner` (pytest, playwright, pyspark,
-  moto, nbclient), `hub50` (what the Z2JH 4.4.0 hub image ships) and `hub-current`;
-- configurable-http-proxy from npm (the version the chart runs);
+  moto, nbclient), `hub50` (what the Z2JH 4.4.0 hub image ships) and `hub-current` (for
+  tests/integration/test_jupyterhub_driver_hook.py: the driver-Service snippet on both KubeSpawners);
 - the S3A connector jars from Maven Central (`mvn dependency:get`, into ~/.m2), used by
-  Spark as local files;
-- the Keycloak server distribution (through the test bed's own cache, tools/testbed/keycloak.py).
+  Spark as local files.
 The main venv stays lean: none of this goes there.
 """
 from __future__ import annotations
@@ -43,8 +42,6 @@ VENVS = {  # name -> requirements file
     "hub50": REQS / "requirements-hub50.txt",
     "hub-current": REQS / "requirements-hub-current.txt",
 }
-# configurable-http-proxy: the proxy image tag of the Z2JH 4.4.0 chart.
-CHP_VERSION = "5.2.0"
 JARS = [  # (groupId, artifactId, version): the S3A connector matching pyspark 3.5's Hadoop 3.3.4
     ("org.apache.hadoop", "hadoop-aws", "3.3.4"),
     ("com.amazonaws", "aws-java-sdk-bundle", "1.12.262"),
@@ -158,24 +155,6 @@ def _prune(name: str, keep: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-# --- configurable-http-proxy ----------------------------------------------------------
-def ensure_chp() -> Path:
-    prefix = e2e_cache() / f"chp-{CHP_VERSION}"
-    binary = prefix / "node_modules" / ".bin" / "configurable-http-proxy"
-    if (prefix / ".datalab-complete").exists() and binary.exists():
-        return binary
-    if not shutil.which("npm"):
-        raise SetupError("npm is missing: install Node.js 20 (Debian `nodejs npm`) for configurable-http-proxy")
-    shutil.rmtree(prefix, ignore_errors=True)
-    prefix.mkdir(parents=True)
-    _run(["npm", "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--loglevel=error",
-          f"configurable-http-proxy@{CHP_VERSION}"], "npm install configurable-http-proxy")
-    if not binary.exists():
-        raise SetupError(f"npm installed configurable-http-proxy but {binary} is missing")
-    (prefix / ".datalab-complete").write_text(CHP_VERSION + "\n")
-    return binary
-
-
 # --- Maven jars ------------------------------------------------------------------------
 def _m2() -> Path:
     return Path(os.environ.get("DATALAB_M2_REPO") or Path.home() / ".m2" / "repository")
@@ -209,27 +188,13 @@ def ensure_jars() -> list[Path]:
     return out
 
 
-# --- Keycloak server distribution ----------------------------------------------------------
-def ensure_keycloak_dist() -> Path:
-    """The Keycloak distribution: the test bed's cached copy (tools/testbed/keycloak.py)."""
-    from tools.testbed import keycloak
-    from tools.testbed.procs import TestbedError
-
-    try:
-        return keycloak.ensure_dist()
-    except TestbedError as exc:
-        raise SetupError(str(exc)) from None
-
-
 # --- all ---------------------------------------------------------------------------------
 def ensure() -> dict:
     """Everything the e2e tests need; returns the paths (cheap when all is cached)."""
     with _lock():
         ensure_apt()
         venvs = {name: str(ensure_venv(name)) for name in VENVS}
-        chp = ensure_chp()
         jars = ensure_jars()
-        keycloak_dist = ensure_keycloak_dist()
     return {
         "chromium": str(CHROMIUM),
         "certutil": str(CERTUTIL),
@@ -237,9 +202,7 @@ def ensure() -> dict:
         "runner_python": str(Path(venvs["runner"]) / "bin" / "python"),
         "hub_python": {"hub50": str(Path(venvs["hub50"]) / "bin" / "python"),
                        "hub-current": str(Path(venvs["hub-current"]) / "bin" / "python")},
-        "chp": str(chp),
         "jars": [str(j) for j in jars],
-        "keycloak_dist": str(keycloak_dist),
     }
 
 
