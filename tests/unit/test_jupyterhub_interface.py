@@ -91,16 +91,26 @@ def test_notebook_is_clean_and_configurable():
         assert download not in text, f"the notebook downloads something ({download})"
 
 
-def test_standin_chart_says_what_it_is_and_the_local_inventory_uses_it():
+def test_standin_chart_says_what_it_is():
     chart = load(STANDIN / "Chart.yaml")
     assert chart["name"] == "jupyterhub"
     assert "STAND-IN" in chart["description"]
-    local = load(REPO / "inventories" / "local" / "group_vars" / "notebook_platform" / "jupyterhub.yml")
-    assert local["jupyterhub_chart_ref"].endswith("tests/standins/charts/jupyterhub")
-    assert local["jupyterhub_chart_repo_url"] == ""
-    assert local["jupyterhub_chart_version"] == chart["version"]
-    images = load(REPO / "inventories" / "local" / "group_vars" / "notebook_platform" / "spark_image.yml")
-    assert images["spark_image_build"] is False
+
+
+def test_the_local_inventory_installs_the_real_chart_onto_the_real_node():
+    group_vars = REPO / "inventories" / "local" / "group_vars" / "notebook_platform"
+    local = load(group_vars / "jupyterhub.yml")
+    assert "standins" not in json.dumps(local)
+    assert local["jupyterhub_chart_ref"].strip().endswith("~ '/jupyterhub-4.4.0.tgz' }}")
+    assert "DATALAB_UPSTREAM_CHARTS" in local["jupyterhub_chart_ref"]
+    assert local["jupyterhub_chart_repo_url"] == "" and local["jupyterhub_chart_version"] == "4.4.0"
+    from tools.testbed import node
+
+    main = load(group_vars / "main.yml")
+    assert main["datalab_node_selector"] == node.REAL_NODE_SELECTOR  # the real node's label and taint
+    assert main["datalab_tolerations"] == [node.REAL_NODE_TOLERATION]
+    keycloak = load(group_vars / "keycloak.yml")
+    assert not any(k.startswith("keycloak_admin_") for k in keycloak), "the realm goes to the install's own Keycloak"
 
 
 @pytest.mark.parametrize("inventory", ["kind", "production"])
