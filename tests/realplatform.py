@@ -129,6 +129,17 @@ def spawn(install: dict, ca: str, username: str, timeout: float = 600) -> tuple[
     raise AssertionError(f"{username}'s server was not ready after {timeout:.0f}s")
 
 
+def helm_values(cluster, ns: str, release: str = "jupyterhub") -> dict:
+    """The values the role gave Helm for `release` in `ns` (`helm get values`)."""
+    import json
+    import subprocess
+
+    proc = subprocess.run([cluster.helm, "--kubeconfig", cluster.kubeconfig, "get", "values", release, "-n", ns,
+                           "-o", "json"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, f"helm get values {release} -n {ns}: {proc.stderr[-1000:]}"
+    return json.loads(proc.stdout)
+
+
 def assert_contains(big, small, path: str = "values") -> None:
     """Every value of `small` (values given to Helm) is in `big` (what the hub mounts), where the
     chart's own defaults fill the rest; null removes a chart default, so the key must be absent."""

@@ -52,11 +52,10 @@ def test_the_hub_mounts_exactly_the_values_the_role_gave_helm(platform):
     """The hidden-value check: every value the role gave Helm for this install (the release's user-supplied
     values) is in the configuration the hub pod mounts (the chart's Secret hub, values.yaml); the
     chart's own defaults fill the rest.  No stand-in in between."""
-    from e2e_harness import platform as pf
+    from tests.realplatform import assert_contains, helm_values
+    from tools.testbed import cluster
 
-    from tests.realplatform import assert_contains
-
-    given = pf.helm_values(platform)
+    given = helm_values(cluster.info(), platform.namespace)
     assert given["hub"]["config"]["JupyterHub"]["authenticator_class"] == "generic-oauth"
     assert given["hub"]["extraEnv"]["OAUTH_CALLBACK_URL"] == f"{platform.hub_url}/hub/oauth_callback"
     assert_contains(platform.values, given)

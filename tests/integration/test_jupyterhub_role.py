@@ -1,10 +1,10 @@
-"""The jupyterhub role on the test bed's real API server (with the stand-in chart).
+"""The jupyterhub role on the test bed's real API server, with the real Z2JH 4.4.0 chart on the simulated nodes.
 
 An install of its own (namespace dl-jh-<id>, a free NodePort) is converged with
 `playbooks/jupyterhub.yml`. What the keycloak role would have written first (Secret
 jupyterhub-oauth-client, ConfigMaps keycloak-address and datalab-ca) is created by the
 test, so the role is checked against the contract alone. Then:
-- the objects, their labels, the values the chart received and the NodePort;
+- the objects, their labels, the values the chart received (`helm get values`) and the NodePort;
 - a second run and a `--check --diff` run report changed=0;
 - the ValidatingAdmissionPolicy, evaluated by the real API server: an executor-like pod
   and a user server as KubeSpawner builds it from the values the chart received (with the
@@ -30,12 +30,14 @@ from kubernetes.client.rest import ApiException
 
 from tests.ansible_run import changed_tasks, host_recap, run_playbook
 from tests.node_ports import free_node_ports
+from tests.realplatform import helm_values, upstream_chart
 
-pytestmark = pytest.mark.integration
+CHART = upstream_chart()
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(not CHART.is_file(), reason=f"{CHART} is not on this machine (DATALAB_UPSTREAM_CHARTS)")]
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-STANDIN = REPO / "tests" / "standins" / "charts" / "jupyterhub"
 NOTEBOOK = REPO / "roles" / "jupyterhub" / "files" / "notebooks" / "process-s3.ipynb"
 LABELS = ("app.kubernetes.io/part-of", "app.kubernetes.io/managed-by",
           "app.kubernetes.io/name", "app.kubernetes.io/instance")
@@ -76,7 +78,6 @@ def install(cluster, api_client, core, tmp_path_factory):
     ns, host = f"dl-jh-{uid}", f"jh-{uid}"
     port = free_node_ports(core, 1)[0]
     node_ip = cluster.nodes[0]["ExternalIP"] if cluster.nodes else "127.0.1.2"
-    chart_version = yaml.safe_load((STANDIN / "Chart.yaml").read_text())["version"]
 
     # What the keycloak role writes before the hub (docs/CONTRACT.md).
     core.create_namespace({"metadata": {"name": ns}})
@@ -89,8 +90,8 @@ def install(cluster, api_client, core, tmp_path_factory):
     hostvars = {
         "datalab_namespace": ns, "datalab_kubeconfig": cluster.kubeconfig, "datalab_helm_binary": cluster.helm,
         "datalab_tls_provider": "self_signed", "datalab_hub_node_port": port,
-        "jupyterhub_chart_ref": str(STANDIN), "jupyterhub_chart_repo_url": "",
-        "jupyterhub_chart_version": chart_version, "jupyterhub_helm_timeout": "2m0s",
+        "jupyterhub_chart_ref": str(CHART), "jupyterhub_chart_repo_url": "",
+        "jupyterhub_chart_version": "4.4.0", "jupyterhub_helm_timeout": "3m0s",
         "jupyterhub_admin_users": ["isla.williams"],
     }
     inventory = write_inventory(tmp / "hosts.yml", host, hostvars)
@@ -156,7 +157,7 @@ def test_objects_the_chart_made_carry_the_install_labels(install, api_client, co
     apps = client.AppsV1Api(api_client)
     made = [d for d in apps.list_namespaced_deployment(ns).items if d.metadata.name in ("hub", "proxy")]
     made += [s for s in core.list_namespaced_service(ns).items if s.metadata.name == "proxy-public"]
-    made += [c for c in core.list_namespaced_config_map(ns).items if c.metadata.name == "standin-jupyterhub-values"]
+    made += [c for c in core.list_namespaced_config_map(ns).items if c.metadata.name == "hub"]
     assert len(made) == 4, [o.metadata.name for o in made]
     for obj in made:
         annotations = obj.metadata.annotations or {}
@@ -175,18 +176,17 @@ def test_objects_the_chart_made_carry_the_install_labels(install, api_client, co
     assert {"hub", "proxy"} <= found
 
 
-def test_chart_received_the_values(install, api_client, core):
+def test_chart_received_the_values(install, api_client, core, cluster):
     assert install["rc"] == 0
     ns = install["ns"]
-    record = core.read_namespaced_config_map("standin-jupyterhub-values", ns)
-    values = json.loads(record.data["values.json"])
+    values = helm_values(cluster, ns)
     assert values["proxy"]["service"]["nodePorts"]["http"] == install["port"]
     assert values["singleuser"]["serviceAccountName"] == "spark"
     assert values["singleuser"]["extraEnv"]["NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     env = values["hub"]["extraEnv"]
     assert env["OAUTH_CALLBACK_URL"] == f"http://{install['node_ip']}:{install['port']}/hub/oauth_callback"
     assert env["OAUTH_CLIENT_SECRET"]["valueFrom"]["secretKeyRef"]["name"] == "jupyterhub-oauth-client"
-    assert "first-secret" not in record.data["values.json"]
+    assert "first-secret" not in json.dumps(values)
     assert values["hub"]["config"]["GenericOAuthenticator"]["http_request_kwargs"]["ca_certs"] == \
         "/etc/datalab/ca/ca.crt"
 
@@ -224,11 +224,10 @@ def admit(core, ns, manifest):
         return json.loads(exc.body)["message"]
 
 
-def test_user_server_with_the_jars_init_container_is_admitted(install, core):
+def test_user_server_with_the_jars_init_container_is_admitted(install, core, cluster):
     """The user pod from the recorded values: home claim, the values' volumes, env and init containers."""
     assert install["rc"] == 0
-    values = json.loads(core.read_namespaced_config_map("standin-jupyterhub-values", install["ns"])
-                        .data["values.json"])
+    values = helm_values(cluster, install["ns"])
     su = values["singleuser"]
     [init] = su["initContainers"]
     assert init["image"] == su["extraEnv"]["SPARK_EXECUTOR_IMAGE"]

@@ -230,17 +230,6 @@ def read(kubeconfig: str, host: str, namespace: str) -> Platform:
     return p
 
 
-def helm_values(platform) -> dict:
-    """The values the role gave Helm for this install's release (`helm get values jupyterhub`)."""
-    from tools.testbed import cluster
-
-    proc = subprocess.run([cluster.info().helm, "--kubeconfig", platform.kubeconfig, "get", "values", "jupyterhub",
-                           "-n", platform.namespace, "-o", "json"], capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise HarnessError(f"helm get values jupyterhub -n {platform.namespace}: {proc.stderr[-1000:]}")
-    return json.loads(proc.stdout)
-
-
 def reimport_realm(platform, artifacts: Path) -> None:
     """Run the keycloak role's playbook for this host: the same tasks as converge reconcile the realm
     in the install's own Keycloak (through its NodePort, with the CA the role issued)."""
