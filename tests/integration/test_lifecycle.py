@@ -7,7 +7,8 @@ step on it, in file order, and leaves it converged for the next one:
 - rotation: playbooks/rotate_secrets.yml; the real test-bed Keycloak refuses the old client
   secret and accepts the new one in the hub's own flow (authorization code), the hub rolls out
   with the new fingerprint, the -vv log holds neither value;
-- upgrade: a new Keycloak image tag and the next stand-in chart version in the inventory; site.yml
+- upgrade: a new Keycloak image tag and the next chart version in the inventory (the real Z2JH 4.4.0
+  chart, repackaged by the test as 4.4.1-next.1 with new hub and proxy image tags); site.yml
   --diff shows the image change, changes exactly those two tasks and objects, waits for both
   rollouts;
 - uninstall: removes everything of the install and nothing of another install (canary objects of
@@ -50,11 +51,18 @@ from kubernetes.client.rest import ApiException
 from tests.ansible_run import REPO, argv, changed_tasks, env, host_recap, run_playbook
 from tests.keycloak_admin import KeycloakAdmin
 from tests.node_ports import free_node_ports
+from tests.realplatform import helm_values, upstream_chart
 
-pytestmark = pytest.mark.integration
+CHART = upstream_chart()
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(not CHART.is_file(), reason=f"{CHART} is not on this machine (DATALAB_UPSTREAM_CHARTS)")]
 
-STANDIN = REPO / "tests" / "standins" / "charts" / "jupyterhub"
-STANDIN_NEXT = REPO / "tests" / "standins" / "charts-next" / "jupyterhub"
+# The real chart, and the "next" one the upgrade tests move to: the same chart repackaged by the test
+# (tmp dir) with a new version and new hub/proxy image tags, as a real chart upgrade brings.
+CHART_VERSION, CHART_VERSION_NEXT = "4.4.0", "4.4.1-next.1"
+HUB_IMAGE, HUB_IMAGE_NEXT = "quay.io/jupyterhub/k8s-hub:4.4.0", "quay.io/jupyterhub/k8s-hub:4.4.1"
+PROXY_IMAGE, PROXY_IMAGE_NEXT = ("quay.io/jupyterhub/configurable-http-proxy:5.2.0",
+                                 "quay.io/jupyterhub/configurable-http-proxy:5.2.1")
 KEYCLOAK_IMAGE = "quay.io/keycloak/keycloak:26.5.5"
 KEYCLOAK_IMAGE_NEXT = "quay.io/keycloak/keycloak:26.5.6"
 INSTANCE_LABELS = ("app.kubernetes.io/part-of", "app.kubernetes.io/managed-by", "app.kubernetes.io/instance")
@@ -339,6 +347,25 @@ def apis(cluster):
             "adm": client.AdmissionregistrationV1Api(api_client)}
 
 
+def next_chart(tmp: Path) -> Path:
+    """The real chart unpacked into `tmp`, with version CHART_VERSION_NEXT and the next hub/proxy tags."""
+    subprocess.run(["tar", "-xzf", str(CHART), "-C", str(tmp)], check=True)
+    chart = tmp / "jupyterhub"
+    meta = chart / "Chart.yaml"
+    text, n = re.subn(r"^version: 4\.4\.0$", f"version: {CHART_VERSION_NEXT}", meta.read_text(), flags=re.M)
+    assert n == 1, "the chart's Chart.yaml has no line version: 4.4.0"
+    meta.write_text(text)
+    values = chart / "values.yaml"
+    text = values.read_text()
+    for image, nxt in ((HUB_IMAGE, HUB_IMAGE_NEXT), (PROXY_IMAGE, PROXY_IMAGE_NEXT)):
+        name, tag = image.rsplit(":", 1)
+        pattern = r"(name: %s\n(?:\s+#.*\n)*\s+tag: \")%s(\")" % (re.escape(name), re.escape(tag))
+        text, n = re.subn(pattern, r"\g<1>%s\g<2>" % nxt.rsplit(":", 1)[1], text)
+        assert n == 1, f"values.yaml: no single tag {tag} under name {name}"
+    values.write_text(text)
+    return chart
+
+
 @pytest.fixture(scope="module")
 def life(cluster, keycloak, apis, tmp_path_factory):
     uid = uuid.uuid4().hex[:6]
@@ -346,7 +373,7 @@ def life(cluster, keycloak, apis, tmp_path_factory):
     ports = free_node_ports(apis["core"], 2)
     ns = "datalab-life-" + uid
     info = {
-        "ns": ns, "other_ns": ns + "-other", "realm": "demo-life-" + uid, "kc_port": ports[0], "hub_port": ports[1],
+        "next_chart": next_chart(tmp), "ns": ns, "other_ns": ns + "-other", "realm": "demo-life-" + uid, "kc_port": ports[0], "hub_port": ports[1],
         "tmp": tmp, "inventory": tmp / "hosts.yml", "kc": Keycloak(keycloak), "timings": [], "reference": None,
     }
     info["hostvars"] = {"datalab_namespace": ns, "datalab_keycloak_realm": info["realm"],
@@ -360,8 +387,8 @@ def life(cluster, keycloak, apis, tmp_path_factory):
         "keycloak_admin_password": keycloak["password"], "keycloak_admin_ca_path": keycloak["ca_path"],
         "keycloak_rollout_timeout": 120, "minio_rollout_timeout": 120, "minio_job_timeout": 120,
         "minio_demo_data_url": "", "minio_demo_data_file": "",
-        "jupyterhub_chart_ref": str(STANDIN), "jupyterhub_chart_repo_url": "",
-        "jupyterhub_chart_version": yaml.safe_load((STANDIN / "Chart.yaml").read_text())["version"],
+        "jupyterhub_chart_ref": str(CHART), "jupyterhub_chart_repo_url": "",
+        "jupyterhub_chart_version": CHART_VERSION,
         "jupyterhub_helm_timeout": "3m0s", "jupyterhub_admin_users": ["isla.williams"],
         "jupyterhub_spark_executor_image": "datalab/spark-executor:3.5.2-python3.11", "spark_image_build": False,
     }
@@ -404,7 +431,7 @@ def test_rotation_replaces_the_hub_client_secret_in_keycloak_and_the_hub(life, a
     assert [c["secret"] for c in stored["clients"] if c["clientId"] == "jupyterhub"] == [new["client-secret"]]
     # The hub: a new fingerprint in its pod template, rolled out; the secret itself reaches it only
     # through the environment (secretKeyRef), never through the chart values.
-    values = json.loads(apis["core"].read_namespaced_config_map("standin-jupyterhub-values", ns).data["values.json"])
+    values = helm_values(cluster, ns)
     checksum = values["hub"]["annotations"]["datalab.notebooks/oauth-client-checksum"]
     assert checksum != checksum_before
     env = values["hub"]["extraEnv"]["OAUTH_CLIENT_SECRET"]["valueFrom"]["secretKeyRef"]
@@ -420,31 +447,37 @@ def test_rotation_replaces_the_hub_client_secret_in_keycloak_and_the_hub(life, a
 
 # --- 3. upgrade --------------------------------------------------------------------------------
 
-def test_next_standin_chart_differs_only_in_version_and_images():
-    for path in sorted(STANDIN.rglob("*")):
-        if path.is_dir():
-            continue
-        current, nxt = path.read_text(), (STANDIN_NEXT / path.relative_to(STANDIN)).read_text()
-        if path.name == "Chart.yaml":
-            continue
-        assert nxt == current.replace("registry.k8s.io/pause:3.10\n", "registry.k8s.io/pause:3.10.1\n"), path
-    assert sorted(p.relative_to(STANDIN_NEXT) for p in STANDIN_NEXT.rglob("*")) == sorted(
-        p.relative_to(STANDIN) for p in STANDIN.rglob("*"))
-    chart = yaml.safe_load((STANDIN_NEXT / "Chart.yaml").read_text())
-    assert chart["name"] == "jupyterhub" and "STAND-IN" in chart["description"]
-    assert chart["version"] != yaml.safe_load((STANDIN / "Chart.yaml").read_text())["version"]
+def test_the_next_chart_differs_only_in_version_and_images(tmp_path):
+    import tarfile
+
+    chart = next_chart(tmp_path)
+    with tarfile.open(CHART) as tar:
+        original = {m.name.split("/", 1)[1]: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+    changed = {name for name, data in original.items() if (chart / name).read_bytes() != data}
+    assert changed == {"Chart.yaml", "values.yaml"}
+
+    def diff(name):
+        lines = list(difflib.unified_diff(original[name].decode().splitlines(), (chart / name).read_text().splitlines(),
+                                          lineterm="", n=0))
+        return ([line[1:].strip() for line in lines if line.startswith("-") and not line.startswith("---")],
+                [line[1:].strip() for line in lines if line.startswith("+") and not line.startswith("+++")])
+
+    assert diff("Chart.yaml") == (["version: 4.4.0"], [f"version: {CHART_VERSION_NEXT}"])
+    removed, added = diff("values.yaml")
+    assert [line.split("#")[0].strip() for line in removed] == ['tag: "4.4.0"', 'tag: "5.2.0"']
+    assert [line.split("#")[0].strip() for line in added] == ['tag: "4.4.1"', 'tag: "5.2.1"']
 
 
 def test_upgrade_changes_only_the_affected_objects_and_waits_for_the_rollouts(life, apis, cluster):
     ns = life["ns"]
     versions_before = resource_versions(apis, ns)
     release_before = helm_releases(cluster, ns)["jupyterhub"]
-    values_before = apis["core"].read_namespaced_config_map("standin-jupyterhub-values", ns).data["values.json"]
-    next_version = yaml.safe_load((STANDIN_NEXT / "Chart.yaml").read_text())["version"]
+    values_before = helm_values(cluster, ns)
+    next_version = CHART_VERSION_NEXT
     node_ip_before = apis["core"].read_namespaced_config_map("keycloak-address", ns).data["keycloakNodeIp"]
 
     # The inventory now pins the new versions; the later tests run with it.
-    life["groupvars"].update(keycloak_image=KEYCLOAK_IMAGE_NEXT, jupyterhub_chart_ref=str(STANDIN_NEXT),
+    life["groupvars"].update(keycloak_image=KEYCLOAK_IMAGE_NEXT, jupyterhub_chart_ref=str(life["next_chart"]),
                              jupyterhub_chart_version=next_version)
     write_inventory(life)
     rc, out = playbook(life, "--diff", log="upgrade.log")
@@ -466,20 +499,20 @@ def test_upgrade_changes_only_the_affected_objects_and_waits_for_the_rollouts(li
     assert re.search(r"^-\s+\"?image\"?:\s+\"?%s" % re.escape(KEYCLOAK_IMAGE), out, re.M), out[-4000:]
     assert re.search(r"^\+\s+\"?image\"?:\s+\"?%s" % re.escape(KEYCLOAK_IMAGE_NEXT), out, re.M), out[-4000:]
     # --diff shows the chart's change too (helm diff, with the post-renderer's labels): new chart
-    # version and pause image in the hub's Deployment.
-    assert re.search(r"^-\s+image: registry\.k8s\.io/pause:3\.10$", out, re.M), out[-6000:]
-    assert re.search(r"^\+\s+image: registry\.k8s\.io/pause:3\.10\.1$", out, re.M), out[-6000:]
+    # version and hub image in the hub's Deployment.
+    assert re.search(r"^-\s+image: \"?%s\"?$" % re.escape(HUB_IMAGE), out, re.M), out[-6000:]
+    assert re.search(r"^\+\s+image: \"?%s\"?$" % re.escape(HUB_IMAGE_NEXT), out, re.M), out[-6000:]
     assert re.search(r"^\+\s+helm\.sh/chart: jupyterhub-%s$" % re.escape(next_version), out, re.M), out[-6000:]
     # Both rollouts finished before the run ended.
     rolled_out(apis, ns, "keycloak", KEYCLOAK_IMAGE_NEXT)
-    rolled_out(apis, ns, "hub", "registry.k8s.io/pause:3.10.1")
-    rolled_out(apis, ns, "proxy", "registry.k8s.io/pause:3.10.1")
+    rolled_out(apis, ns, "hub", HUB_IMAGE_NEXT)
+    rolled_out(apis, ns, "proxy", PROXY_IMAGE_NEXT)
     release = helm_releases(cluster, ns)["jupyterhub"]
     assert release["chart"] == "jupyterhub-" + next_version and release["status"] == "deployed"
     assert int(release["revision"]) == int(release_before["revision"]) + 1
-    values = apis["core"].read_namespaced_config_map("standin-jupyterhub-values", ns).data["values.json"]
+    values = helm_values(cluster, ns)
     # Same values (up to the node address), new chart.
-    assert _mask(json.loads(values)) == _mask(json.loads(values_before))
+    assert _mask(values) == _mask(values_before)
     # Nothing else the collection applied was touched.
     versions = resource_versions(apis, ns)
     touched = sorted(k for k in versions_before if versions.get(k) != versions_before[k])
@@ -505,8 +538,10 @@ def _canaries(apis, cluster, life):
     core.create_namespaced_persistent_volume_claim(other, {"metadata": {"name": "keycloak-data", "labels": labels},
                                                            "spec": {"accessModes": ["ReadWriteOnce"],
                                                                     "resources": {"requests": {"storage": "1Gi"}}}})
-    subprocess.run([cluster.helm, "install", "jupyterhub", str(STANDIN), "-n", other, "--kubeconfig",
-                    cluster.kubeconfig, "--wait", "--timeout", "2m"], check=True, capture_output=True)
+    subprocess.run([cluster.helm, "install", "jupyterhub", str(CHART), "-n", other, "--kubeconfig",
+                    cluster.kubeconfig, "--set", "proxy.service.type=ClusterIP", "--set", "prePuller.hook.enabled=false",
+                    "--set", "prePuller.continuous.enabled=false", "--set", "scheduling.userScheduler.enabled=false",
+                    "--wait", "--timeout", "3m"], check=True, capture_output=True)
     name = "datalab-%s-spark-pods" % other
     rules = [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}]
     apis["adm"].create_validating_admission_policy({
@@ -584,7 +619,7 @@ def test_uninstall_removes_one_install_keeps_its_data_and_purge_removes_the_rest
     assert _names(core.list_namespaced_config_map(ns).items) == ["kube-root-ca.crt", "team-notes"]
     assert _names(core.list_namespaced_secret(ns).items) == ["keycloak-admin", "minio-s3-credentials"]
     assert {p.metadata.name: p.metadata.uid for p in core.list_namespaced_persistent_volume_claim(ns).items} \
-        == data_uids == {n: data_uids[n] for n in ("claim-isla-2ewilliams", "keycloak-data", "minio-data")}
+        == data_uids == {n: data_uids[n] for n in ("claim-isla-2ewilliams", "hub-db-dir", "keycloak-data", "minio-data")}
     selector = "app.kubernetes.io/instance=" + ns
     assert apis["adm"].list_validating_admission_policy(label_selector=selector).items == []
     assert apis["adm"].list_validating_admission_policy_binding(label_selector=selector).items == []
@@ -722,13 +757,13 @@ def test_a_run_killed_while_helm_upgrades_the_hub_is_undone_and_completed(life, 
         assert_ok(rc, out)
     start = _release_secrets(apis, ns, "jupyterhub")
     pending_revision = max(start) + 1
-    # A change for the chart to roll out: the inventory switches to the other stand-in chart version
-    # (back to the first one after the upgrade test). A quota that admits no pod holds the hub's
+    # A change for the chart to roll out: the inventory switches to the other chart version (back to
+    # the first one after the upgrade test). A quota that admits no pod holds the hub's
     # rollout, so Helm waits in pending-upgrade.
-    charts = {yaml.safe_load((path / "Chart.yaml").read_text())["version"]: (path, image)
-              for path, image in ((STANDIN, "registry.k8s.io/pause:3.10"), (STANDIN_NEXT, "registry.k8s.io/pause:3.10.1"))}
+    charts = {CHART_VERSION: (CHART, HUB_IMAGE, PROXY_IMAGE),
+              CHART_VERSION_NEXT: (life["next_chart"], HUB_IMAGE_NEXT, PROXY_IMAGE_NEXT)}
     deployed = helm_releases(cluster, ns)["jupyterhub"]["chart"]
-    (target_version, (target_chart, target_image)), = [
+    (target_version, (target_chart, target_hub, target_proxy)), = [
         (v, c) for v, c in charts.items() if deployed != "jupyterhub-" + v]
     life["groupvars"].update(jupyterhub_chart_ref=str(target_chart), jupyterhub_chart_version=target_version)
     write_inventory(life)
@@ -767,8 +802,8 @@ def test_a_run_killed_while_helm_upgrades_the_hub_is_undone_and_completed(life, 
     assert (history[pending_revision + 1], history[pending_revision + 2]) == ("superseded", "deployed"), history
     release = helm_releases(cluster, ns)["jupyterhub"]
     assert release["chart"] == "jupyterhub-" + target_version and int(release["revision"]) == pending_revision + 2
-    rolled_out(apis, ns, "hub", target_image)
-    rolled_out(apis, ns, "proxy", target_image)
+    rolled_out(apis, ns, "hub", target_hub)
+    rolled_out(apis, ns, "proxy", target_proxy)
     rc, out = playbook(life, log="helm-recovered-again.log")
     assert_quiet(rc, out)
     life["reference"] = snapshot(apis, cluster, life)
