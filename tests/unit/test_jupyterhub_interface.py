@@ -13,7 +13,6 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 ROLES = ("jupyterhub", "spark_image")
 NOTEBOOK = REPO / "roles" / "jupyterhub" / "files" / "notebooks" / "process-s3.ipynb"
-STANDIN = REPO / "tests" / "standins" / "charts" / "jupyterhub"
 
 
 class Loader(yaml.SafeLoader):
@@ -89,12 +88,6 @@ def test_notebook_is_clean_and_configurable():
         assert step in text, step
     for download in ("urlopen", "requests.", "wget", "curl", "pip install", "!pip", "%pip", "github.com"):
         assert download not in text, f"the notebook downloads something ({download})"
-
-
-def test_standin_chart_says_what_it_is():
-    chart = load(STANDIN / "Chart.yaml")
-    assert chart["name"] == "jupyterhub"
-    assert "STAND-IN" in chart["description"]
 
 
 def test_the_local_inventory_installs_the_real_chart_onto_the_real_node():
