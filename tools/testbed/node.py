@@ -133,6 +133,12 @@ def _link_exists(name: str) -> bool:
     return _sh(["ip", "link", "show", name], "ip link", check=False).returncode == 0
 
 
+def _bridge_ports(bridge: str) -> list[str]:
+    """The interfaces attached to `bridge`: the host ends of our pods' veth pairs."""
+    out = _sh(["ip", "-o", "link", "show", "master", bridge], "ip link", check=False).stdout
+    return [line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if ":" in line]
+
+
 def _lo_has_address() -> bool:
     return f"inet {NODEPORT_ADDRESS}/32" in _sh(["ip", "-4", "addr", "show", "dev", "lo"], "ip addr").stdout
 
@@ -483,6 +489,11 @@ def down(state: Path, record: dict | None = None) -> None:
     _remove_kube_chains()
     netguard.down()
     if _link_exists(BRIDGE):  # ours: check_host refused to start beside another one
+        # A pod's network namespace outlives its processes while the kernel still holds sockets of it
+        # (a killed server's connections): its veth pair would stay on the host, detached, until
+        # then.  Deleting the host end removes the pair at once.
+        for port in _bridge_ports(BRIDGE):
+            _sh(["ip", "link", "delete", port], "deleting a pod's veth", check=False)
         _sh(["ip", "link", "delete", BRIDGE], "deleting the node's bridge", check=False)
     if not record.get("lo_address_existed") and _lo_has_address():
         _sh(["ip", "addr", "del", f"{NODEPORT_ADDRESS}/32", "dev", "lo"], "removing the lo address", check=False)
