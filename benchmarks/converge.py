@@ -210,7 +210,8 @@ def table(result: dict) -> str:
     lines = [
         f"Measured {result['when']} on {result['machine']['nproc']} cores, test bed "
         f"({result['testbed']}), inventory `{INVENTORY}` ({len(result['hosts'])} hosts: "
-        f"{', '.join(result['hosts'])}); median of {result['runs']} runs. Command: `make bench` "
+        f"{', '.join(result['hosts'])}; every pod on the test bed's real node, images imported before the "
+        f"clock runs); median of {result['runs']} runs. Command: `make bench` "
         f"(`python benchmarks/converge.py`), raw data in `benchmarks/results/converge.json`.",
         "",
         "| | median | all runs | tasks (run / listed) | changed |",

@@ -48,6 +48,26 @@ def _login(page, platform, user, password=None, screenshot=None):
         f"login as {user} did not come back to the hub; at {page.url}: {flows.page_text(page)[:400]}")
 
 
+def test_every_pod_of_both_installs_runs_and_is_ready_on_the_real_node(platform, native_platform):
+    """Both hosts of inventories/local: Keycloak, MinIO, hub and proxy Running and Ready (their readiness
+    probes passed) on the test bed's real node; the bucket Job's pod Succeeded there."""
+    for install in (platform, native_platform):
+        pods = [p for p in install.core.list_namespaced_pod(install.namespace).items
+                if (p.metadata.labels or {}).get("component") != "singleuser-server"]
+        apps = sorted({(p.metadata.labels or {}).get("component") or (p.metadata.labels or {}).get(
+            "app.kubernetes.io/name") for p in pods if p.status.phase == "Running"})
+        assert {"keycloak", "minio", "hub", "proxy"} <= set(apps), (install.namespace, apps)
+        for pod in pods:
+            node = install.core.read_node(pod.spec.node_name)
+            where = f"{install.namespace}/{pod.metadata.name} on {pod.spec.node_name}"
+            assert node.metadata.labels.get("testbed.datalab.io/node-kind") == "real", where
+            if pod.status.phase == "Succeeded":
+                assert (pod.metadata.labels or {}).get("job-name"), f"{where}: Succeeded but not a Job's pod"
+                continue
+            assert pod.status.phase == "Running", f"{where}: {pod.status.phase}"
+            assert all(c.ready for c in pod.status.container_statuses or []), f"{where}: not ready"
+
+
 def test_the_hub_mounts_exactly_the_values_the_role_gave_helm(platform):
     """The hidden-value check: every value the role gave Helm for this install (the release's user-supplied
     values) is in the configuration the hub pod mounts (the chart's Secret hub, values.yaml); the
