@@ -10,11 +10,10 @@ What it installs, each step skipped when its result is already there:
   ever allowed to download a browser of its own;
 - three venvs under `~/.cache/datalab-notebooks/e2e/`, each named after a hash of the
   requirements file it was built from (`tests/e2e/requirements-*.txt`), so editing a file
-  builds a new venv and a rerun reuses the old one: `runner` (pytest, playwright, pyspark,
-  moto, nbclient), `hub50` (what the Z2JH 4.4.0 hub image ships) and `hub-current` (for
-  tests/integration/test_jupyterhub_driver_hook.py: the driver-Service snippet on both KubeSpawners);
-- the S3A connector jars from Maven Central (`mvn dependency:get`, into ~/.m2), used by
-  Spark as local files.
+  builds a new venv and a rerun reuses the old one: `runner` (pytest, playwright, boto3,
+  pandas, pyarrow), `hub50` (what the Z2JH 4.4.0 hub image ships) and `hub-current` (for
+  tests/integration/test_jupyterhub_driver_hook.py: the driver-Service snippet on both KubeSpawners).
+Spark runs in the pods (the notebook image, the executor image): nothing of it on the host.
 The main venv stays lean: none of this goes there.
 """
 from __future__ import annotations
@@ -27,7 +26,6 @@ import os
 import shutil
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,10 +40,6 @@ VENVS = {  # name -> requirements file
     "hub50": REQS / "requirements-hub50.txt",
     "hub-current": REQS / "requirements-hub-current.txt",
 }
-JARS = [  # (groupId, artifactId, version): the S3A connector matching pyspark 3.5's Hadoop 3.3.4
-    ("org.apache.hadoop", "hadoop-aws", "3.3.4"),
-    ("com.amazonaws", "aws-java-sdk-bundle", "1.12.262"),
-]
 CHROMIUM = Path("/usr/bin/chromium")
 CERTUTIL = Path("/usr/bin/certutil")
 APT_PACKAGES = ["chromium", "libnss3-tools", "fonts-liberation"]
@@ -155,46 +149,12 @@ def _prune(name: str, keep: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-# --- Maven jars ------------------------------------------------------------------------
-def _m2() -> Path:
-    return Path(os.environ.get("DATALAB_M2_REPO") or Path.home() / ".m2" / "repository")
-
-
-def jar_path(group: str, artifact: str, version: str) -> Path:
-    return _m2() / Path(*group.split(".")) / artifact / version / f"{artifact}-{version}.jar"
-
-
-def _jar_ok(path: Path) -> bool:
-    try:
-        with zipfile.ZipFile(path) as zf:
-            return zf.testzip() is None if path.stat().st_size < 50_000_000 else bool(zf.namelist())
-    except (OSError, zipfile.BadZipFile):
-        return False
-
-
-def ensure_jars() -> list[Path]:
-    out = []
-    for group, artifact, version in JARS:
-        path = jar_path(group, artifact, version)
-        if not _jar_ok(path):
-            if not shutil.which("mvn"):
-                raise SetupError("mvn is missing: install Debian `maven` to fetch the S3A jars from Maven Central")
-            path.unlink(missing_ok=True)
-            _run(["mvn", "-B", "-q", "dependency:get", f"-Dartifact={group}:{artifact}:{version}",
-                  "-Dtransitive=false"], f"fetch {artifact}-{version}.jar")
-            if not _jar_ok(path):
-                raise SetupError(f"mvn finished but {path} is missing or not a valid jar")
-        out.append(path)
-    return out
-
-
 # --- all ---------------------------------------------------------------------------------
 def ensure() -> dict:
     """Everything the e2e tests need; returns the paths (cheap when all is cached)."""
     with _lock():
         ensure_apt()
         venvs = {name: str(ensure_venv(name)) for name in VENVS}
-        jars = ensure_jars()
     return {
         "chromium": str(CHROMIUM),
         "certutil": str(CERTUTIL),
@@ -202,7 +162,6 @@ def ensure() -> dict:
         "runner_python": str(Path(venvs["runner"]) / "bin" / "python"),
         "hub_python": {"hub50": str(Path(venvs["hub50"]) / "bin" / "python"),
                        "hub-current": str(Path(venvs["hub-current"]) / "bin" / "python")},
-        "jars": [str(j) for j in jars],
     }
 
 

@@ -44,8 +44,8 @@ def e2e_tools() -> dict:
     except e2e_setup.SetupError as exc:
         pytest.fail(f"e2e set-up failed: {exc}", pytrace=False)
     try:
+        import boto3  # noqa: F401
         import playwright  # noqa: F401
-        import pyspark  # noqa: F401
     except ImportError:
         pytest.fail(f"this interpreter ({sys.executable}) lacks the e2e packages: run the e2e tests with "
                     "`make e2e` (python -m tools.e2e_setup run), which uses the e2e venv", pytrace=False)

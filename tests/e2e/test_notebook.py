@@ -1,27 +1,41 @@
-"""The collection's notebook, executed as a user would run it, in local Spark mode against S3.
+"""The collection's notebook, run by a demo user inside the notebook server the hub spawned for them.
 
-S3 is moto's server on 127.0.0.1 holding generated data with the gas-sensor header at
-demo/gas-sensor/raw/; Spark is pyspark 3.5 with the S3A connector jars from Maven Central
-as local files (SPARK_JARS, never spark.jars.packages).  The outputs under rewritten/,
-parquet/ and agg/ are then read back independently (pyarrow) and the per-minute averages
-are compared with the same computation in pandas.
+On lab-a (the OAuth install of `inventories/local`, every pod on the test bed's real node):
+- `site.yml --tags spark_image` builds the executor image with buildah (or finds it) and imports it
+  into the real node's containerd;
+- generated gas-sensor data goes to the install's MinIO (demo/gas-sensor/raw/), from the host through
+  the MinIO pod's address on the test bed's bridge;
+- the member logs in through Keycloak and spawns a server (1 CPU, 2 GB); the shipped notebook, copied
+  into their home by the server's postStart hook, is executed there (`jupyter nbconvert --execute`
+  started with `kubectl exec`): its kernel is the Spark driver, which starts executor pods through
+  the API server as ServiceAccount spark, with the built image; they connect back through the per-user
+  driver Service and read and write MinIO;
+- meanwhile the API server is watched for the executor pods; afterwards the outputs are read back
+  from MinIO and compared value by value with pandas on the host.
+An executor-like pod that mounts a Secret outside the allowed list is refused by the admission policy
+(a real create, as ServiceAccount spark).
 """
 from __future__ import annotations
 
+import base64
 import io
+import json
 import math
 import random
-import socket
+import subprocess
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-NOTEBOOK = REPO / "roles" / "jupyterhub" / "files" / "notebooks" / "process-s3.ipynb"
 HEADER = ["timesecs", "coppm", "humidity", "temperature", "flowrate", "heatervoltage"] + [f"r{i}" for i in range(1, 15)]
 ROWS = 2400
 RAW_KEY = "gas-sensor/raw/20160930_203718.csv"
+USER = "mark.ketting"
+EXECUTOR_IMAGE = "docker.io/datalab/spark-executor:3.5.2-python3.11"
+HOME_NOTEBOOK = "/home/jovyan/examples/process-s3.ipynb"
 
 pytestmark = pytest.mark.e2e
 
@@ -40,30 +54,41 @@ def generate_csv(rows: int = ROWS, seed: int = 20160930) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# --- the pieces ----------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def executor_image(platform, artifacts):
+    """site.yml --tags spark_image for lab-a: the executor image built with buildah (or found) and
+    imported into the real node; a second run changes nothing."""
+    from e2e_harness import platform as pf
+
+    log = artifacts / "spark-image.log"
+    pf.converge(log, ["--tags", "spark_image", "--limit", platform.host])
+    again = artifacts / "spark-image-rerun.log"
+    pf.converge(again, ["--tags", "spark_image", "--limit", platform.host])
+    recap = [line for line in again.read_text().splitlines() if line.startswith(platform.host + " ")]
+    assert recap and "changed=0" in recap[-1], f"the rerun of the spark_image role changed something: {recap}"
+    return EXECUTOR_IMAGE
 
 
 @pytest.fixture(scope="module")
-def s3():
-    """moto's S3 server on loopback with bucket demo and the raw CSV."""
+def s3(platform):
+    """boto3 against the install's MinIO pod (its address on the test bed's bridge), the raw CSV uploaded."""
     import boto3
-    from moto.server import ThreadedMotoServer
+    from botocore.config import Config
 
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    creds = {"accessKey": "e2e-access", "secretKey": "e2e-secret-" + "".join(random.choices("abcdef0123456789", k=16))}
-    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=creds["accessKey"],
-                          aws_secret_access_key=creds["secretKey"], region_name="us-east-1")
-    client.create_bucket(Bucket="demo")
+    pods = platform.core.list_namespaced_pod(platform.namespace, label_selector="app.kubernetes.io/name=minio").items
+    running = [p for p in pods if p.status.phase == "Running" and p.status.pod_ip]
+    assert running, "no running MinIO pod"
+    endpoint = f"http://{running[0].status.pod_ip}:9000"
+    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=platform.s3_access_key,
+                          aws_secret_access_key=platform.s3_secret_key, region_name="us-east-1",
+                          config=Config(proxies={}, s3={"addressing_style": "path"}))
     csv = generate_csv()
     client.put_object(Bucket="demo", Key=RAW_KEY, Body=csv.encode())
-    yield {"endpoint": endpoint, "client": client, "creds": creds, "csv": csv}
-    server.stop()
+    for prefix in ("gas-sensor/rewritten/", "gas-sensor/parquet/", "gas-sensor/agg/"):
+        for key in _keys(client, prefix):
+            client.delete_object(Bucket="demo", Key=key)
+    return {"client": client, "csv": csv}
 
 
 def _keys(client, prefix: str) -> list[str]:
@@ -83,94 +108,201 @@ def _read_parquet_dir(client, prefix: str):
     return pd.concat(frames, ignore_index=True)
 
 
-@pytest.fixture(scope="module")
-def executed(s3, e2e_tools, artifacts, tmp_path_factory):
-    """The notebook run top to bottom with nbclient, configured only through its environment variables."""
-    import os
+def _exec(platform, pod: str, argv: list[str], timeout: float = 60) -> str:
+    """A short command in the notebook container (the API server's exec, as `kubectl exec`)."""
+    from kubernetes import client
+    from kubernetes.stream import stream
 
-    import nbformat
-    from nbclient import NotebookClient
+    from e2e_harness.platform import api_client
 
-    assert NOTEBOOK.exists(), f"{NOTEBOOK} is missing: the jupyterhub role ships it"
-    creds_dir = tmp_path_factory.mktemp("minio-s3-credentials")
-    for key, value in s3["creds"].items():
-        (creds_dir / key).write_text(value)
-    env = {
-        "SPARK_MASTER": "local[2]",
-        "S3_ENDPOINT": s3["endpoint"] + "/",
-        "S3_CREDENTIALS_PATH": str(creds_dir),
-        "SPARK_JARS": ",".join(e2e_tools["jars"]),
-        "SPARK_JARS_PACKAGES": "",
-        "SPARK_DRIVER_HOST": "127.0.0.1",
-        "PYSPARK_PYTHON": e2e_tools["runner_python"],
-        "PYSPARK_DRIVER_PYTHON": e2e_tools["runner_python"],
-        "SPARK_LOCAL_IP": "127.0.0.1",
-        "SPARK_LOCAL_DIRS": str(tmp_path_factory.mktemp("spark-local")),
-    }
-    saved = {k: os.environ.get(k) for k in list(env) + ["KUBERNETES_SERVICE_HOST"]}
-    os.environ.update(env)
-    os.environ.pop("KUBERNETES_SERVICE_HOST", None)
-    nb = nbformat.read(NOTEBOOK, as_version=4)
+    # stream() turns the client it is given into a websocket client: a client of its own for each exec
+    core = client.CoreV1Api(api_client(platform.kubeconfig))
+    return stream(core.connect_get_namespaced_pod_exec, pod, platform.namespace, container="notebook",
+                  command=argv, stderr=True, stdin=False, stdout=True, tty=False, _request_timeout=timeout)
+
+
+class ExecutorWatch(threading.Thread):
+    """Polls the API server for the executor pods of the user's Spark applications."""
+
+    def __init__(self, platform):
+        super().__init__(daemon=True)
+        self.platform = platform
+        self.seen: dict[str, dict] = {}
+        self.stop = threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            for p in self.platform.core.list_namespaced_pod(self.platform.namespace,
+                                                            label_selector="spark-role=executor").items:
+                if p.status.phase == "Running":
+                    self.seen.setdefault(p.metadata.name, {
+                        "node": p.spec.node_name, "image": p.spec.containers[0].image,
+                        "app": p.metadata.labels.get("spark-app-selector", ""),
+                        "service_account": p.spec.service_account_name,
+                        "owner": [o.name for o in p.metadata.owner_references or []]})
+            self.stop.wait(0.5)
+
+
+def run_notebook(platform, pod: str, executors: int, artifacts: Path, name: str, timeout: float = 900) -> dict:
+    """Execute the shipped notebook in the user's server with `executors` executors; returns the
+    executed notebook, the wall time and what the watch saw."""
+    out = f"/tmp/{name}.ipynb"
+    script = (f"rm -f /tmp/{name}.rc; (SPARK_EXECUTOR_INSTANCES={executors} jupyter nbconvert --to notebook "
+              f"--execute --ExecutePreprocessor.timeout=600 --output {out} {HOME_NOTEBOOK} > /tmp/{name}.log 2>&1; "
+              f"echo $? > /tmp/{name}.rc) > /dev/null 2>&1 &")
+    watch = ExecutorWatch(platform)
+    watch.start()
     t0 = time.monotonic()
-    try:
-        NotebookClient(nb, kernel_name="python3", timeout=600, resources={"metadata": {"path": str(creds_dir)}}).execute()
-    finally:
-        nbformat.write(nb, artifacts / "process-s3.executed.ipynb")
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    return {"nb": nb, "seconds": time.monotonic() - t0}
+    _exec(platform, pod, ["sh", "-c", script])
+    deadline = time.monotonic() + timeout
+    rc = ""
+    while time.monotonic() < deadline:
+        rc = _exec(platform, pod, ["sh", "-c", f"cat /tmp/{name}.rc 2>/dev/null || true"]).strip()
+        if rc:
+            break
+        time.sleep(2)
+    seconds = time.monotonic() - t0
+    watch.stop.set()
+    watch.join(10)
+    log = _exec(platform, pod, ["cat", f"/tmp/{name}.log"])
+    (artifacts / f"{name}.log").write_text(log)
+    assert rc, f"the notebook did not finish in {timeout:.0f}s; log:\n{log[-3000:]}"
+    # as base64: the client's exec would hand back a JSON file as a Python repr
+    text = base64.b64decode(_exec(platform, pod, ["base64", "-w0", out])).decode() if rc == "0" else ""
+    if text:
+        (artifacts / f"{name}.ipynb").write_text(text)
+    assert rc == "0", f"the notebook failed in the pod (exit {rc}):\n{log[-4000:]}"
+    return {"nb": json.loads(text), "seconds": seconds, "executors": watch.seen}
 
 
+@pytest.fixture(scope="module")
+def server(platform, realm_name, executor_image, s3):
+    """The member's notebook server, spawned through the hub after logging in through Keycloak."""
+    from e2e_harness.platform import delete_user_pods
+
+    from tests.realplatform import spawn
+
+    delete_user_pods(platform)
+    ca = Path(platform.kubeconfig).parent / f"{platform.namespace}-e2e-ca.crt"
+    ca.write_text(platform.ca_pem)
+    install = {"hub": platform.hub_url, "keycloak": f"{platform.keycloak_url}/realms/{realm_name}/"}
+    spawn(install, str(ca), USER)
+    pods = platform.core.list_namespaced_pod(platform.namespace, label_selector="component=singleuser-server").items
+    assert len(pods) == 1, [p.metadata.name for p in pods]
+    pod = pods[0].metadata.name
+    deadline = time.monotonic() + 60
+    while "process-s3.ipynb" not in _exec(platform, pod, ["ls", str(Path(HOME_NOTEBOOK).parent)]):
+        assert time.monotonic() < deadline, "the postStart hook did not copy the notebook into the home directory"
+        time.sleep(1)
+    yield pod
+    delete_user_pods(platform)
+
+
+@pytest.fixture(scope="module")
+def executed(platform, server, artifacts):
+    return run_notebook(platform, server, 2, artifacts, "process-s3.executed")
+
+
+# --- the tests -----------------------------------------------------------------------------------------
 def _outputs(nb) -> str:
     text = []
-    for cell in nb.cells:
+    for cell in nb["cells"]:
         for out in cell.get("outputs", []):
-            text.append(out.get("text", "") or "".join(out.get("data", {}).get("text/plain", "")))
+            text.append("".join(out.get("text", "")) or "".join(out.get("data", {}).get("text/plain", "")))
     return "\n".join(text)
 
 
-def test_notebook_runs_and_reports_its_steps(executed):
+def test_the_notebook_runs_in_the_users_server_against_kubernetes(executed, platform):
     out = _outputs(executed["nb"])
-    assert "PySpark 3.5" in out
-    assert "Spark master   local[2]" in out
-    assert "sum of squares 1..100 = 338350" in out
-    assert f"{ROWS} rows read from s3a://demo/gas-sensor/raw/" in out
+    assert "Spark master   k8s://https://" in out, out[:2000]
+    assert f"Namespace      {platform.namespace}" in out
+    assert "sum of squares 1..100 = 338350, computed on the executors" in out
     assert f"{ROWS} rows read back from s3a://demo/gas-sensor/parquet/" in out
+    errors = [o for c in executed["nb"]["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors, errors
 
 
-def test_rewritten_csv_has_every_row(executed, s3):
+def test_executors_were_pods_on_the_real_node_with_the_built_image(executed, platform, server):
+    seen = executed["executors"]
+    assert len(seen) == 2, f"expected the 2 executors of the run, the API server showed {seen}"
+    for name, pod in seen.items():
+        node = platform.core.read_node(pod["node"])
+        assert node.metadata.labels.get("testbed.datalab.io/node-kind") == "real", (name, pod)
+        assert pod["image"].removeprefix("docker.io/") == EXECUTOR_IMAGE.removeprefix("docker.io/"), pod
+        assert pod["service_account"] == "spark", pod
+        assert pod["owner"] == [server], f"{name} is not owned by the driver's pod {server}: {pod}"
+    assert len({p["app"] for p in seen.values()}) == 1
+
+
+def test_executors_are_gone_after_the_job(executed, platform):
+    deadline = time.monotonic() + 90
+    while platform.core.list_namespaced_pod(platform.namespace, label_selector="spark-role=executor").items:
+        assert time.monotonic() < deadline, "executor pods are still there 90 s after spark.stop()"
+        time.sleep(1)
+
+
+def test_rewritten_csv_and_parquet_have_every_row(executed, s3):
     import pandas as pd
 
-    keys = [k for k in _keys(s3["client"], "gas-sensor/rewritten/") if k.endswith(".csv")]
-    assert keys, "no CSV part files under s3://demo/gas-sensor/rewritten/"
-    frames = [pd.read_csv(io.BytesIO(s3["client"].get_object(Bucket="demo", Key=k)["Body"].read())) for k in keys]
-    df = pd.concat(frames, ignore_index=True)
-    assert list(df.columns) == HEADER
-    assert len(df) == ROWS
-
-
-def test_parquet_has_every_row_and_column(executed, s3):
-    df = _read_parquet_dir(s3["client"], "gas-sensor/parquet/")
-    assert len(df) == ROWS
-    assert set(HEADER) <= set(df.columns)
+    client = s3["client"]
+    parts = [k for k in _keys(client, "gas-sensor/rewritten/") if k.endswith(".csv")]
+    assert parts, "no CSV part files under rewritten/"
+    frames = [pd.read_csv(io.BytesIO(client.get_object(Bucket="demo", Key=k)["Body"].read())) for k in parts]
+    assert sum(len(f) for f in frames) == ROWS
+    parquet = _read_parquet_dir(client, "gas-sensor/parquet/")
+    assert len(parquet) == ROWS and list(parquet.columns) == HEADER
 
 
 def test_per_minute_averages_equal_pandas(executed, s3):
-    """agg/ holds, per minute floor(timesecs/60)+1, the mean humidity/temperature/flowrate rounded to 2."""
+    """The aggregates the executors wrote to MinIO equal what pandas computes on the host from the same CSV."""
     import pandas as pd
 
     raw = pd.read_csv(io.StringIO(s3["csv"]))
-    raw["minute"] = (raw["timesecs"] // 60).astype("int64") + 1
-    expected = raw.groupby("minute")[["humidity", "temperature", "flowrate"]].mean()
-    agg = _read_parquet_dir(s3["client"], "gas-sensor/agg/").set_index("minute").sort_index()
-    assert list(agg.index) == list(expected.index), "the minutes in agg/ differ from pandas' groups"
-    for col in ("humidity", "temperature", "flowrate"):
-        got, want = agg[f"avg_{col}"], expected[col]
-        # Spark rounds half-up on decimals, pandas would round half-even on floats: compare
-        # the stored value with the exact mean instead; it must be its 2-decimal rounding.
-        bad = [(m, got[m], want[m]) for m in expected.index if not math.isclose(got[m], round(want[m], 2), abs_tol=1e-9)
-               and abs(got[m] - want[m]) > 0.005 + 1e-9]
-        assert not bad, f"avg_{col} differs from pandas for minutes {bad[:5]}"
+    raw["minute"] = (raw["timesecs"] // 60 + 1).astype("int64")
+    expected = raw.groupby("minute").agg(avg_humidity=("humidity", "mean"), avg_temperature=("temperature", "mean"),
+                                         avg_flowrate=("flowrate", "mean")).reset_index()
+    got = _read_parquet_dir(s3["client"], "gas-sensor/agg/").sort_values("minute").reset_index(drop=True)
+    assert list(got["minute"]) == list(expected["minute"])
+    for col in ("avg_humidity", "avg_temperature", "avg_flowrate"):
+        for minute, a, b in zip(got["minute"], got[col], expected[col]):
+            assert math.isclose(a, round(b, 2), abs_tol=0.0051), (col, minute, a, b)
+
+
+def test_admission_refuses_an_executor_pod_mounting_another_secret(platform, executor_image):
+    """A real pod creation as ServiceAccount spark (impersonated): a Secret outside the allowed list."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    from e2e_harness.platform import api_client
+
+    api = api_client(platform.kubeconfig)
+    api.set_default_header("Impersonate-User", f"system:serviceaccount:{platform.namespace}:spark")
+    core = client.CoreV1Api(api)
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"generateName": "executor-probe-", "labels": {"spark-role": "probe"}},
+           "spec": {"serviceAccountName": "spark", "restartPolicy": "Never",
+                    "containers": [{"name": "executor", "image": executor_image, "args": ["true"]}],
+                    "volumes": [{"name": "stolen", "secret": {"secretName": "keycloak-admin"}}]}}
+    with pytest.raises(ApiException) as refused:
+        created = core.create_namespaced_pod(platform.namespace, pod)
+        core.delete_namespaced_pod(created.metadata.name, platform.namespace)  # only if the policy failed
+    assert refused.value.status in (403, 422), refused.value
+    assert "Secret keycloak-admin may not be used by pods of ServiceAccount spark" in refused.value.body, \
+        refused.value.body
+
+
+def test_one_and_two_executors(platform, server, executed, artifacts):
+    """The job's wall time with 1 executor, after the 2-executor run above (docs/benchmarks.md has the medians)."""
+    one = run_notebook(platform, server, 1, artifacts, "process-s3.one-executor")
+    assert len(one["executors"]) == 1, one["executors"]
+    (artifacts / "notebook-times.json").write_text(json.dumps(
+        {"two_executors_s": round(executed["seconds"], 1), "one_executor_s": round(one["seconds"], 1)}))
+
+
+def test_the_executor_image_was_imported_by_the_role(platform, executor_image):
+    from tools.testbed import cluster
+
+    real = cluster.info().real_node
+    proc = subprocess.run(["ctr", "--address", real["containerd_socket"], "--namespace", "k8s.io", "images", "ls",
+                           "--quiet", f"name=={executor_image}"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0 and proc.stdout.strip() == executor_image, proc.stdout + proc.stderr

@@ -57,7 +57,8 @@ def test_the_hub_copies_the_jars_the_executor_image_bakes():
         f"{jar['group']}:{jar['artifact']}:{jar['version']}" for jar in image["spark_image_jars"]]
     assert hub["jupyterhub_spark_executor_image"] == f"{image['spark_image_name']}:{image['spark_image_tag']}"
     dockerfile = (REPO / "roles" / "spark_image" / "templates" / "Dockerfile.j2").read_text()
-    assert "{{ jar.artifact }}-{{ jar.version }}.jar /opt/spark/jars/" in dockerfile
+    assert "{% for jar in spark_image_jars %} jars/{{ jar.artifact }}-{{ jar.version }}.jar{% endfor %} " \
+        "/opt/spark/jars/" in dockerfile
 
 
 @pytest.mark.parametrize("role", ROLES)

@@ -5,14 +5,21 @@ the image's build-hash label in a state directory) stand in for the engine, so t
 decisions are checked: the Dockerfile it writes, build only when the Dockerfile changed,
 load into Kind only when a node lacks the image, push only when built or missing, a clear
 failure when the engine is not usable, and nothing at all with spark_image_build false.
+The jars come from a Maven-layout directory served by a real HTTP server on loopback (small
+files with their real sha1), so the download and its checksum run too.  The real build with
+buildah, into the test bed's containerd, is tests/integration/test_spark_image_build.py.
 """
 from __future__ import annotations
 
+import functools
+import hashlib
+import http.server
 import json
 import os
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -49,8 +56,27 @@ esac
 """
 
 
+@pytest.fixture(scope="module")
+def maven(tmp_path_factory):
+    """Two small jars in Maven's layout on a loopback HTTP server; returns (repository URL, jars)."""
+    root = tmp_path_factory.mktemp("maven")
+    jars = []
+    for group, artifact, version in (("org.example", "s3-connector", "1.0.0"), ("com.example", "sdk-bundle", "2.1")):
+        path = root / group.replace(".", "/") / artifact / version / f"{artifact}-{version}.jar"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(f"jar {artifact} {version}".encode())
+        jars.append({"group": group, "artifact": artifact, "version": version,
+                     "sha1": hashlib.sha1(path.read_bytes()).hexdigest()})
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/", jars
+    server.shutdown()
+
+
 class Bed:
-    def __init__(self, tmp_path):
+    def __init__(self, tmp_path, maven):
+        self.maven_url, self.jars = maven
         self.tmp = tmp_path
         self.state = tmp_path / "state"
         self.state.mkdir()
@@ -60,11 +86,13 @@ class Bed:
             (fake_bin / name).write_text(script)
             (fake_bin / name).chmod(0o755)
         self.env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-                        FAKE_STATE=str(self.state), PATH=f"{fake_bin}:{BIN}:/usr/bin:/bin")
+                        FAKE_STATE=str(self.state), PATH=f"{fake_bin}:{BIN}:/usr/bin:/bin", no_proxy="127.0.0.1",
+                        NO_PROXY="127.0.0.1")
         self.build_dir = tmp_path / "build"
 
     def run(self, **hostvars):
-        host = {"spark_image_build_dir": str(self.build_dir), **hostvars}
+        host = {"spark_image_build_dir": str(self.build_dir), "spark_image_maven_repository": self.maven_url,
+                "spark_image_jars": self.jars, **hostvars}
         inventory = self.tmp / "hosts.yml"
         inventory.write_text(yaml.safe_dump({"notebook_platform": {"hosts": {"img": host}, "vars": {
             "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}))
@@ -83,8 +111,8 @@ class Bed:
 
 
 @pytest.fixture()
-def bed(tmp_path):
-    return Bed(tmp_path)
+def bed(tmp_path, maven):
+    return Bed(tmp_path, maven)
 
 
 def verbs(calls, tool="docker"):
@@ -108,10 +136,11 @@ def test_build_load_push_once_then_nothing(bed):
     assert not {"build", "save", "push"} & set(verbs(calls)), calls
     assert not any(c.startswith("kind load") for c in calls)
 
-    rc, out, calls, changed = bed.run(spark_image_python_packages=["pandas==2.2.3"], **kw)
+    rc, out, calls, changed = bed.run(spark_image_python_packages=["six==1.17.0"], **kw)
     assert rc == 0, out[-3000:]
     assert "build" in verbs(calls) and "push" in verbs(calls), "a changed Dockerfile is rebuilt and delivered"
-    assert "pip install --no-cache-dir pandas==2.2.3" in bed.dockerfile
+    assert "--no-index --find-links /tmp/datalab-wheels six==1.17.0" in bed.dockerfile
+    assert any(w.name.startswith("six-1.17.0-") for w in (bed.build_dir / "wheels").iterdir())
 
 
 def test_kind_nodes_missing_the_image_get_it_without_a_rebuild(bed):
@@ -129,21 +158,35 @@ def test_dockerfile(bed):
     rc, out, _calls, _changed = bed.run()
     assert rc == 0, out[-3000:]
     text = bed.dockerfile
-    assert text.splitlines()[2] == "FROM spark:3.5.2-scala2.12-java17-ubuntu"
-    assert "python3.11 python3.11-venv" in text
-    assert "update-alternatives --install /usr/bin/python3 python3 /usr/bin/python3.11 1" in text
-    maven = "https://repo1.maven.org/maven2"
-    assert f"ADD {maven}/org/apache/hadoop/hadoop-aws/3.3.4/hadoop-aws-3.3.4.jar /opt/spark/jars/" in text
-    assert f"ADD {maven}/com/amazonaws/aws-java-sdk-bundle/1.12.262/aws-java-sdk-bundle-1.12.262.jar" in text
-    assert 'echo "a65839fbf1869f81a1632e09f415e586922e4f80  hadoop-aws-3.3.4.jar" | sha1sum -c -' in text
-    assert text.rstrip().splitlines()[-1] == "USER spark"
+    assert "FROM spark:3.5.2-scala2.12-java17-ubuntu" in text.splitlines()
+    assert "python3.11 python3.11-venv" in text, "installed when the base lacks Python 3.11"
+    assert "if ! python3.11 -c 'import ensurepip'" in text
+    assert 'update-alternatives --install /usr/bin/python3 python3 "$(command -v python3.11)" 1' in text
+    assert "COPY jars/s3-connector-1.0.0.jar jars/sdk-bundle-2.1.jar /opt/spark/jars/" in text
+    sha1 = bed.jars[0]["sha1"]
+    assert f'echo "{sha1}  s3-connector-1.0.0.jar" | sha1sum -c -' in text
+    for jar in bed.jars:
+        got = bed.build_dir / "jars" / f"{jar['artifact']}-{jar['version']}.jar"
+        assert hashlib.sha1(got.read_bytes()).hexdigest() == jar["sha1"], "the jar downloaded before the build"
+    assert 'ENTRYPOINT ["/opt/datalab/executor-entrypoint.sh"]' in text
+    assert (bed.build_dir / "executor-entrypoint.sh").read_text() == \
+        (REPO / "roles/spark_image/files/executor-entrypoint.sh").read_text()
+    assert text.rstrip().splitlines()[-1] == "USER 185"
     assert "pip install" not in text
+
+
+def test_a_jar_with_another_checksum_is_refused(bed):
+    jars = [dict(bed.jars[0], sha1="0" * 40)]
+    rc, out, calls, _changed = bed.run(spark_image_jars=jars)
+    assert rc != 0
+    assert "checksum" in out.lower(), out[-3000:]
+    assert "build" not in verbs(calls)
 
 
 def test_dockerfile_without_jars(bed):
     rc, out, _calls, _changed = bed.run(spark_image_jars=[])
     assert rc == 0, out[-3000:]
-    assert "ADD " not in bed.dockerfile and "sha1sum" not in bed.dockerfile
+    assert "/opt/spark/jars" not in bed.dockerfile and "sha1sum" not in bed.dockerfile
 
 
 def test_unusable_engine_fails_with_the_fix(bed):

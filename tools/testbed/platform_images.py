@@ -11,8 +11,9 @@ import os
 import time
 from pathlib import Path
 
-from . import cluster, node
+from . import cluster, maven, node, paths
 from .images import api as images_api
+from .images.buildah import Store
 from .build import log
 from .procs import TestbedError
 
@@ -21,6 +22,8 @@ PLATFORM = ("keycloak", "minio", "mc", "k8s-hub", "chp", "k8s-network-tools")
 # The notebook server of the local profiles: only needed to spawn.
 NOTEBOOK = "pyspark-notebook"
 LOCAL_INVENTORY = PLATFORM + (NOTEBOOK,)
+# What the spark_image role builds FROM in the local inventory (recipes.py), loaded into the role's store.
+EXECUTOR_BASE = "spark-base"
 
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,13 +58,49 @@ def real_node() -> dict:
     return real
 
 
-def ensure_imported(names=LOCAL_INVENTORY) -> dict:
-    """Build (or find cached) and import `names` into the real node's containerd; returns the node."""
+def ensure_imported(names=LOCAL_INVENTORY, executor_base: bool = True) -> dict:
+    """Build (or find cached) and import `names` into the real node's containerd, and (executor_base)
+    give the spark_image role its base image; returns the node."""
     real = real_node()
     t0 = time.monotonic()
     built = [images_api.ensure(name) for name in names]
     images_api.import_into(real["containerd_socket"], built)
+    if executor_base:
+        ensure_executor_base()
     fresh = [b.name for b in built if b.built]
     log(f"platform images ready on {real['name']} in {time.monotonic() - t0:.0f}s"
         f" ({'built ' + ', '.join(fresh) if fresh else 'all cached'})")
     return real
+
+
+def executor_store() -> Store:
+    """The buildah store the spark_image role builds in with the local inventory: its storage.conf and
+    registries.conf (no registry) are what inventories/local passes as CONTAINERS_STORAGE_CONF and
+    CONTAINERS_REGISTRIES_CONF; nothing goes to /var/lib/containers' image store."""
+    return Store(paths.cache_dir() / "spark-image" / "store")
+
+
+def role_default_jars() -> list[dict]:
+    """spark_image_jars of the role's defaults (the S3A connector)."""
+    import yaml
+
+    return yaml.safe_load((REPO / "roles" / "spark_image" / "defaults" / "main.yml").read_text())["spark_image_jars"]
+
+
+def ensure_executor_base() -> Store:
+    """The executor's base image (EXECUTOR_BASE) built or found, and present in executor_store() under
+    its reference, so that the role's `FROM` needs no registry; the role's default jars in the local
+    Maven repository, which inventories/local downloads them from."""
+    for jar in role_default_jars():
+        maven.ensure_jar(jar["group"], jar["artifact"], jar["version"], jar["sha1"])
+    built = images_api.ensure(EXECUTOR_BASE)
+    store = executor_store()
+    store.prepare()
+    (store.root / "tmp").mkdir(exist_ok=True)  # the role's TMPDIR (inventories/local)
+    want = built.image_id.removeprefix("sha256:")
+    for ref in built.refs:
+        if not want or store.image_id(ref) != want:
+            t0 = time.monotonic()
+            store.load_archive(built.archive, ref)
+            log(f"{ref} loaded into the spark_image role's store in {time.monotonic() - t0:.0f}s")
+    return store

@@ -198,6 +198,34 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
         debs=("iptables",),
         cmd=("iptables", "--version"),
     ),
+    # The base the spark_image role builds the executor image FROM in the local inventory (the role's
+    # default is the official `spark` image, which cannot be pulled here): Java 17, Debian's Python
+    # 3.11 with venv, and Spark 3.5.2 laid out as the official image has it: SPARK_HOME=/opt/spark with
+    # jars/ and bin/ (from the PyPI `pyspark` wheel, which bundles Spark's jars), the pyspark and py4j
+    # packages on PYTHONPATH for the executors' Python workers, user spark (185). No entrypoint: the
+    # role adds its own (roles/spark_image/files/executor-entrypoint.sh).
+    Recipe(
+        name="spark-base",
+        refs=("local.test/spark-base:3.5.2",),
+        base="debian-jre",
+        debs=("python3", "python3-venv", "procps", "tini"),
+        pip=("pyspark==3.5.2",),
+        pip_sdist=("pyspark==3.5.2",),
+        pip_venv="/opt/pyspark",
+        run=(
+            "echo 'spark:x:185:185:spark:/opt/spark:/usr/sbin/nologin' >> /etc/passwd "
+            "&& echo 'spark:x:185:' >> /etc/group",
+            "set -e; sp=/opt/pyspark/lib/python3.11/site-packages; mkdir -p /opt/spark/python /opt/spark/work-dir; "
+            "mv $sp/pyspark/jars /opt/spark/jars; ln -s /opt/spark/jars $sp/pyspark/jars; "
+            "ln -s $sp/pyspark/bin /opt/spark/bin; ln -s $sp/pyspark/sbin /opt/spark/sbin; "
+            "ln -s $sp/pyspark /opt/spark/python/pyspark; ln -s $sp/py4j /opt/spark/python/py4j; "
+            "chown 185:0 /opt/spark/work-dir; chmod g+w /opt/spark/work-dir",
+        ),
+        env=(("SPARK_HOME", "/opt/spark"), ("PYTHONPATH", "/opt/spark/python")),
+        user="185",
+        workdir="/opt/spark/work-dir",
+        cmd=("/bin/bash",),
+    ),
     # The local profile's notebook server: JupyterLab + jupyterhub-singleuser (the hub's JupyterHub
     # version) + PySpark 3.5.2 (bundles Spark; PyPI has it only as a pure-Python sdist: a wheel built
     # on the host) + Java 17 + what the shipped notebook imports (pyarrow, pandas). The role sets
