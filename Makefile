@@ -74,6 +74,9 @@ bench: setup
 	$(PY) benchmarks/realm_import.py
 	$(PY) benchmarks/converge.py
 	$(PY) benchmarks/platform_real.py
+	$(PY) benchmarks/images.py
+	$(PY) benchmarks/images.py --images spark-base
+	$(PY) benchmarks/spark.py
 
 molecule: setup
 	$(BIN)/molecule test -s local

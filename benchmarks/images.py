@@ -9,7 +9,9 @@ and finds every archive valid.  Per image, a cold figure is the time its own `en
 was the first to need included (the order is the command's: keycloak first builds debian-base and
 debian-jre).
 
-Writes benchmarks/results/images.json and the section "## Image builds" of docs/benchmarks.md.
+Writes benchmarks/results/images.json and the section "## Image builds" of docs/benchmarks.md; with
+--images other than the local inventory's seven (e.g. `--images spark-base`), images-<names>.json and
+the section "## Image builds: <names>".
 """
 from __future__ import annotations
 
@@ -23,13 +25,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.docsection import replace_section  # noqa: E402
+from benchmarks.report import replace_section, save, stamp  # noqa: E402
 from tools.testbed.platform_images import LOCAL_INVENTORY  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "images.json"
@@ -61,28 +62,31 @@ def build_all(cache: Path, names: tuple[str, ...]) -> dict:
     return {"wall_s": round(wall, 1), "per_image_s": per, "states": states}
 
 
-def write_doc(report: dict) -> None:
+def write_doc(report: dict, section: str) -> None:
     cold, warm = report["cold"], report["unchanged"]
     med = report["median"]
     names = report["images"]
+    what = f"the {len(names)} images of the local inventory" if section == SECTION else ", ".join(names)
     lines = [
-        SECTION, "",
-        f"Measured {report['when']} on {report['cores']} cores by `python benchmarks/images.py` (raw data in "
-        f"`benchmarks/results/images.json`): the {len(names)} images of the local inventory, {len(cold)} cold "
+        section, "",
+        f"Measured {report['when']} on {report['cores']} cores by `{report['command']}` (raw data in "
+        f"`benchmarks/results/{report['results']}`): {what}, {len(cold)} cold "
         f"builds (each a new process on a new empty image cache; registry download caches warm, as on CI) and "
         f"{len(warm)} unchanged reruns (the same command on a full cache); medians. Load average at the start: "
         f"{report['load_start']}, at the end: {report['load_end']}.", "",
         "| | cold, median | cold, all runs | unchanged, median |", "|---|---|---|---|",
-        f"| all {len(names)} images, whole process | {med['cold_wall_s']} s | "
+        f"| {'all ' + str(len(names)) + ' images' if len(names) > 1 else names[0]}, whole process | "
+        f"{med['cold_wall_s']} s | "
         f"{', '.join(str(r['wall_s']) for r in cold)} | {med['unchanged_wall_s']} s |",
     ]
     for n in names:
         lines.append(f"| `{n}` | {med['cold_per_image_s'][n]} s | "
                      f"{', '.join(str(r['per_image_s'][n]) for r in cold)} | {med['unchanged_per_image_s'][n]} s |")
     lines += ["", f"Unchanged / cold, whole process: {med['unchanged_over_cold']} (median of the {len(cold)} pairs). "
-              "A cold figure includes the bases that image was the first to need (keycloak: debian-base and "
-              "debian-jre; k8s-hub: debian-python).", ""]
-    replace_section(SECTION, lines)
+              "A cold figure includes the bases that image was the first to need"
+              + (" (keycloak: debian-base and debian-jre; k8s-hub: debian-python)." if section == SECTION
+                 else " (from the Debian root up)."), ""]
+    replace_section(section, lines)
 
 
 def main() -> int:
@@ -91,6 +95,9 @@ def main() -> int:
     parser.add_argument("--images", nargs="*", default=list(LOCAL_INVENTORY))
     args = parser.parse_args()
     names = tuple(args.images)
+    default = names == tuple(LOCAL_INVENTORY)
+    section = SECTION if default else f"{SECTION}: {', '.join(names)}"
+    results = RESULTS if default else RESULTS.with_name(f"images-{'-'.join(names)}.json")
     load_start = os.getloadavg()[0]
     cold, warm = [], []
     with tempfile.TemporaryDirectory(prefix="bench-images-") as work:
@@ -114,12 +121,11 @@ def main() -> int:
         "cold_per_image_s": {n: round(statistics.median(r["per_image_s"][n] for r in cold), 1) for n in names},
         "unchanged_per_image_s": {n: round(statistics.median(r["per_image_s"][n] for r in warm), 2) for n in names},
     }
-    report = {"when": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "cores": os.cpu_count(),
-              "load_start": round(load_start, 1), "load_end": round(os.getloadavg()[0], 1), "images": list(names),
-              "cold": cold, "unchanged": warm, "median": median}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=1) + "\n")
-    write_doc(report)
+    report = {**stamp(load_start), "images": list(names),
+              "cold": cold, "unchanged": warm, "median": median, "results": results.name,
+              "command": "python benchmarks/images.py" + ("" if default else " --images " + " ".join(names))}
+    save(results, report)
+    write_doc(report, section)
     say(f"median: {json.dumps(median)}")
     return 0
 

@@ -14,7 +14,6 @@ docs/benchmarks.md (medians; the ratio no-op / first converge is the median of e
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -22,7 +21,6 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,29 +28,18 @@ sys.path.insert(0, str(REPO))
 
 from kubernetes import client, config  # noqa: E402
 
+from benchmarks.report import runs_from_command_line, testbed_up, publish, replace_section, stamp  # noqa: E402
 from tests.ansible_run import recap, run_playbook  # noqa: E402
 from tests.realplatform import HOST, MEMBER, NOTEBOOK_IMAGE, ca_file, import_images, spawn, upstream_chart, \
     write_inventory  # noqa: E402
-from tools.testbed import cluster as testbed  # noqa: E402
+from tests.sparkjob import pod_memory  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "platform_real.json"
-DOC = REPO / "docs" / "benchmarks.md"
 SECTION = "## Platform on the real node"
 
 
 def say(msg: str) -> None:
     print(f"[bench-platform] {msg}", file=sys.stderr, flush=True)
-
-
-def pod_memory(pod) -> int:
-    """Bytes in use by one pod's containers: its memory cgroup (v1; v2 as a fallback)."""
-    qos = pod.status.qos_class.lower()
-    parts = ["kubepods"] + ([] if qos == "guaranteed" else [qos]) + [f"pod{pod.metadata.uid}"]
-    for base, name in ((Path("/sys/fs/cgroup/memory"), "memory.usage_in_bytes"), (Path("/sys/fs/cgroup"), "memory.current")):
-        path = base.joinpath(*parts, name)
-        if path.exists():
-            return int(path.read_text())
-    raise SystemExit(f"no memory cgroup for pod {pod.metadata.name} under /sys/fs/cgroup")
 
 
 def one_run(cluster, real, core, work: Path) -> dict:
@@ -116,24 +103,14 @@ def write_doc(report: dict) -> None:
                     for k, v in runs[report['median_run']]["pods_at_rest"].items()) + ".",
         "",
     ]
-    text = DOC.read_text()
-    start = text.find(SECTION)
-    if start >= 0:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + "\n".join(lines) + (text[end + 1:] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + "\n".join(lines)
-    DOC.write_text(text)
+    replace_section(SECTION, lines)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
+    runs_wanted = runs_from_command_line(__doc__)
     if not upstream_chart().exists():
         raise SystemExit(f"{upstream_chart()} is not on this machine (DATALAB_UPSTREAM_CHARTS)")
-    info, started = testbed.ensure_up()
-    try:
+    with testbed_up() as info:
         if not info.real_node:
             raise SystemExit("the test bed has no real node (DATALAB_TESTBED_REAL_NODE=0?)")
         config.load_kube_config(info.kubeconfig)
@@ -143,20 +120,12 @@ def main() -> int:
         import_images(info.real_node, [NOTEBOOK_IMAGE])
         load_start = os.getloadavg()[0]
         with tempfile.TemporaryDirectory(prefix="bench-platform-") as work:
-            runs = [one_run(info, info.real_node, core, Path(work)) for dummy in range(args.runs)]
+            runs = [one_run(info, info.real_node, core, Path(work)) for dummy in range(runs_wanted)]
         keys = [k for k in runs[0] if k != "pods_at_rest"]
         median = {k: statistics.median(r[k] for r in runs) for k in keys}
         median_run = sorted(range(len(runs)), key=lambda i: runs[i]["first_converge_s"])[len(runs) // 2]
-        report = {"when": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "cores": os.cpu_count(),
-                  "load_start": round(load_start, 1), "load_end": round(os.getloadavg()[0], 1),
-                  "runs": runs, "median": median, "median_run": median_run}
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(report, indent=1) + "\n")
-        write_doc(report)
-        say(f"median: {json.dumps(median)}")
-    finally:
-        if started:
-            testbed.down()
+        publish(RESULTS, {**stamp(load_start), "runs": runs, "median": median, "median_run": median_run}, write_doc,
+                "bench-platform")
     return 0
 
 

@@ -289,6 +289,50 @@ def test_spark_account_cannot_start_pods_as_another_account(install, cluster):
     assert message is not None and "must run as ServiceAccount spark" in message, message
 
 
+def _as_spark(install, cluster):
+    api = config.new_client_from_config(config_file=cluster.kubeconfig)
+    api.set_default_header("Impersonate-User", f"system:serviceaccount:{install['ns']}:spark")
+    return client.CoreV1Api(api)
+
+
+def test_executor_like_pod_created_by_the_spark_account_is_admitted(install, cluster):
+    """What a notebook's driver creates (as ServiceAccount spark): the executor's volumes and Secret."""
+    assert install["rc"] == 0
+    manifest = pod("spark-exec-2", volumes=[
+        {"name": "s3", "secret": {"secretName": "minio-s3-credentials"}},
+        {"name": "spark-local-dir-1", "emptyDir": {}},
+    ])
+    assert admit(_as_spark(install, cluster), install["ns"], manifest) is None
+
+
+@pytest.mark.parametrize("case, named", [
+    ("privileged", "privileged container executor"),
+    ("hostNetwork", "hostNetwork"),
+    ("hostPID", "hostPID"),
+    ("ephemeral", "ephemeral volume cert"),
+])
+def test_spark_account_cannot_create_host_access(install, cluster, case, named):
+    """A notebook user holds the spark account's token: what it creates may not reach the host, nor ask
+    the secret-operator for a certificate (an ephemeral volume), whatever the volume types allow."""
+    assert install["rc"] == 0
+    manifest = pod(f"escape-{case.lower()}")
+    spec = manifest["spec"]
+    if case == "privileged":
+        spec["containers"][0]["securityContext"] = {"privileged": True}
+    elif case == "ephemeral":
+        spec["volumes"] = [{"name": "cert", "ephemeral": {"volumeClaimTemplate": {
+            "metadata": {"annotations": {"secrets.stackable.tech/class": "tls",
+                                         "secrets.stackable.tech/scope": "service=keycloak"}},
+            "spec": {"storageClassName": "secrets.stackable.tech", "accessModes": ["ReadWriteOnce"],
+                     "resources": {"requests": {"storage": "1"}}}}}}]
+    else:
+        spec[case] = True
+    message = admit(_as_spark(install, cluster), install["ns"], manifest)
+    assert message is not None, "admitted"
+    assert f"pods created by ServiceAccount spark in namespace {install['ns']} may not use {named}" in message, message
+    assert install["policy"] in message
+
+
 def test_other_accounts_are_not_restricted(install, core):
     assert install["rc"] == 0
     manifest = pod("admin-tool", service_account="default",

@@ -13,29 +13,24 @@ import json
 import os
 import re
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
+from tests.ansible_run import recap, run_playbook
+
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 LABEL = "datalab.notebooks.build-hash"
 
 
 def _play(tmp_path: Path, extra: dict) -> tuple[int, str, int | None]:
     vars_file = tmp_path / f"vars-{uuid.uuid4().hex[:6]}.json"
     vars_file.write_text(json.dumps(extra))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
-    env.update(ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1", PATH=f"{BIN}:{env.get('PATH', '')}")
-    proc = subprocess.run([str(BIN / "ansible-playbook"), "playbooks/spark_image.yml", "-i", "inventories/local",
-                           "--limit", "lab-a", "-e", f"@{vars_file}"], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=1200, check=False)
-    out = proc.stdout + proc.stderr
-    m = re.search(r"^lab-a\s+:\s+ok=\d+\s+changed=(\d+)", out, re.M)
-    return proc.returncode, out, int(m.group(1)) if m else None
+    rc, out = run_playbook(REPO / "inventories" / "local", "playbooks/spark_image.yml", "--limit", "lab-a",
+                           "-e", f"@{vars_file}", timeout=1200)
+    return rc, out, recap(out).get("lab-a", {}).get("changed") if "PLAY RECAP" in out else None
 
 
 def _ctr(real: dict, *args: str) -> str:

@@ -99,7 +99,8 @@ def ensure_executor_base() -> Store:
     (store.root / "tmp").mkdir(exist_ok=True)  # the role's TMPDIR (inventories/local)
     want = built.image_id.removeprefix("sha256:")
     for ref in built.refs:
-        if not want or store.image_id(ref) != want:
+        have = store.image_id(ref) or ""  # buildah lists short ids
+        if not want or not have or not want.startswith(have):
             t0 = time.monotonic()
             store.load_archive(built.archive, ref)
             log(f"{ref} loaded into the spark_image role's store in {time.monotonic() - t0:.0f}s")
