@@ -14,7 +14,6 @@ Writes benchmarks/results/spark.json and the section "## Spark on the real node"
 """
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import subprocess

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import tarfile
 import sys
 from pathlib import Path
 
@@ -35,6 +36,15 @@ def test_built_collection_installs_and_converges_from_outside_the_checkout(clust
     (tarball,) = tmp_path.glob("datalab-notebooks-*.tar.gz")
     size_mb = tarball.stat().st_size / 1e6
     assert size_mb < 20, f"collection artifact is {size_mb:.1f} MB: build_ignore misses something"
+    with tarfile.open(tarball) as tar:
+        names = {m.name.removeprefix("./") for m in tar.getmembers() if m.isfile()}
+    for needed in ("LICENSE", "README.md", "MANIFEST.json", "FILES.json", "meta/runtime.yml",
+                   "playbooks/site.yml", "roles/spark_image/files/executor-entrypoint.sh",
+                   "plugins/modules/keycloak_realm_import.py", "roles/jupyterhub/files/notebooks/process-s3.ipynb"):
+        assert needed in names, f"{needed} is not in the built collection"
+    dev = sorted(n for n in names if n.split("/")[0] in ("tools", "benchmarks", "molecule", ".ci", "artifacts")
+                 or n.startswith("docs/img/") or n in ("Makefile", "pytest.ini"))
+    assert not dev, f"development tooling in the built collection: {dev[:10]}"
 
     colls = tmp_path / "collections"
     installed = _run([str(BIN / "ansible-galaxy"), "collection", "install", str(tarball), "-p", str(colls),
