@@ -55,7 +55,7 @@ def timed_play(*args: str) -> tuple[float, int]:
 
 def image_builds(runs: int, work: Path, real: dict) -> list[dict]:
     out = []
-    store_env = {**os.environ, "CONTAINERS_STORAGE_CONF": str(platform_images.executor_store().conf)}
+    store_env = platform_images.executor_store().env
     for i in range(runs):
         tag = f"bench-{uuid.uuid4().hex[:8]}"
         extra = ["-e", f"spark_image_tag={tag}", "-e", f"spark_image_build_dir={work / tag}"]

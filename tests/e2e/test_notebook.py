@@ -20,7 +20,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import subprocess
 import time
 from pathlib import Path
 
@@ -192,8 +191,8 @@ def test_one_and_two_executors(platform, server, executed, artifacts):
 
 def test_the_executor_image_was_imported_by_the_role(platform, executor_image):
     from tools.testbed import cluster
+    from tools.testbed.images import api as images_api
 
-    real = cluster.info().real_node
-    proc = subprocess.run(["ctr", "--address", real["containerd_socket"], "--namespace", "k8s.io", "images", "ls",
-                           "--quiet", f"name=={executor_image}"], capture_output=True, text=True, check=False)
-    assert proc.returncode == 0 and proc.stdout.strip() == executor_image, proc.stdout + proc.stderr
+    labels = images_api.present(cluster.info().real_node["containerd_socket"]).get(executor_image)
+    assert labels is not None, f"{executor_image} is not in the real node's containerd"
+    assert len(labels.get("datalab.notebooks.build-hash", "")) == 64, labels

@@ -10,7 +10,6 @@ new image.  Skips where the local inventory cannot run (no real node, no upstrea
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import uuid
@@ -33,20 +32,12 @@ def _play(tmp_path: Path, extra: dict) -> tuple[int, str, int | None]:
     return rc, out, recap(out).get("lab-a", {}).get("changed") if "PLAY RECAP" in out else None
 
 
-def _ctr(real: dict, *args: str) -> str:
-    proc = subprocess.run(["ctr", "--address", real["containerd_socket"], "--namespace", "k8s.io", *args],
-                          capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
-
-
 def _containerd_hash(real: dict, ref: str) -> str:
     """The build hash containerd's image carries (the role's label), "" when the image is absent."""
-    for line in _ctr(real, "images", "ls", f"name=={ref}").splitlines()[1:]:
-        m = re.search(re.escape(LABEL) + r"=([0-9a-f]{64})", line)
-        if line.split()[0] == ref:
-            return m.group(1) if m else "unlabelled"
-    return ""
+    from tools.testbed.images import api as images_api
+
+    labels = images_api.present(real["containerd_socket"]).get(ref)
+    return "" if labels is None else labels.get(LABEL, "unlabelled")
 
 
 @pytest.fixture()
@@ -64,16 +55,12 @@ def build(cluster, tmp_path):
            "vars": {"spark_image_tag": tag, "spark_image_jars": [], "spark_image_build_dir": str(tmp_path / "ctx")}}
     subprocess.run(["ctr", "--address", real["containerd_socket"], "--namespace", "k8s.io", "images", "rm",
                     f"docker.io/{ref}"], capture_output=True, check=False)
-    subprocess.run(["buildah", "rmi", "--force", ref], env={**os.environ, **_store_env(store)}, capture_output=True,
+    subprocess.run(["buildah", "rmi", "--force", ref], env=store.env, capture_output=True,
                    check=False)
 
 
-def _store_env(store) -> dict:
-    return {"CONTAINERS_STORAGE_CONF": str(store.conf), "CONTAINERS_REGISTRIES_CONF": str(store.registries)}
-
-
 def _in_image(store, ref: str, argv: list[str]) -> subprocess.CompletedProcess:
-    env = {**os.environ, **_store_env(store), "BUILDAH_ISOLATION": "oci"}
+    env = store.env  # its storage.conf, no registry, BUILDAH_ISOLATION=oci
     ctr = subprocess.run(["buildah", "from", "--pull=never", "--quiet", ref], env=env, capture_output=True, text=True,
                          check=True).stdout.strip()
     try:
