@@ -91,7 +91,7 @@ def write_doc(report: dict) -> None:
         f"| first converge | {med['first_converge_s']} s | {', '.join(str(r['first_converge_s']) for r in runs)} |",
         f"| no-op rerun (changed=0) | {med['noop_rerun_s']} s | {', '.join(str(r['noop_rerun_s']) for r in runs)} |",
         f"| no-op / first converge | {med['noop_ratio']} | {', '.join(str(r['noop_ratio']) for r in runs)} |",
-        f"| spawn request to ready (1 CPU, 2 GB) | {med['spawn_to_ready_s']} s | "
+        f"| spawn request to ready (1 CPU, 2 GiB) | {med['spawn_to_ready_s']} s | "
         f"{', '.join(str(r['spawn_to_ready_s']) for r in runs)} |",
         f"| memory of the install at rest | {med['memory_at_rest_mib']} MiB | "
         f"{', '.join(str(r['memory_at_rest_mib']) for r in runs)} |",

@@ -5,7 +5,7 @@ In the running test bed with `inventories/local` converged (lab-a; converged her
   bed's Spark base, the S3A jars, imported into the real node): per run a new tag (the base and the
   jars in ~/.m2 are there: "cold" is the role's own build, archive and import), then the same run again
   (unchanged: nothing rebuilt or imported); the test tags are removed afterwards;
-- the shipped notebook, executed in a demo user's notebook server (1 CPU, 2 GB) with 2 and with 1
+- the shipped notebook, executed in a demo user's notebook server (1 CPU, 2 GiB) with 2 and with 1
   executor, alternating, 3 times each (tests/sparkjob.py): wall time from the start of
   `jupyter nbconvert --execute` to its exit status, and the peak of the memory in use by the
   notebook pod and its executor pods together (their memory cgroups, sampled every 0.5 s).

@@ -26,7 +26,16 @@ ADMIN, MEMBER = "isla.williams", "mark.ketting"
 IMAGES = platform_images.PLATFORM
 upstream_chart = platform_images.upstream_chart
 NOTEBOOK_IMAGE = platform_images.NOTEBOOK
-SPAWN_OPTIONS = {"cpu": "1", "memory": "2 GB", "image": "spark-3.5.2"}
+SPAWN_OPTIONS = {"cpu": "1", "memory": "2 GiB", "image": "spark-3.5.2"}
+LOCAL_GROUP_VARS = Path(__file__).resolve().parents[1] / "inventories" / "local" / "group_vars" / "notebook_platform"
+
+
+def local_resources() -> dict:
+    """Keycloak's and MinIO's requests as the local inventory sizes them: an install of these tests runs
+    beside a demo's two on the 2-core real node and must leave room for a 1-CPU notebook server (with the
+    roles' defaults, 500m + 250m, it does not)."""
+    return {name: yaml.safe_load((LOCAL_GROUP_VARS / f"{role}.yml").read_text())[name]
+            for role, name in (("keycloak", "keycloak_resources"), ("minio", "minio_resources"))}
 
 
 def import_images(real: dict, names=IMAGES) -> None:
@@ -60,6 +69,7 @@ def write_inventory(path: Path, cluster, real: dict, core, ns: str) -> dict:
         "minio_rollout_timeout": 180,
         "minio_job_timeout": 180,
         "spark_image_build": False,
+        **local_resources(),
     }
     path.write_text(yaml.safe_dump({"notebook_platform": {"hosts": {HOST: hostvars}, "vars": {
         "ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"}}}))

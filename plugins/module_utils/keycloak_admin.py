@@ -10,6 +10,9 @@ dominate the run time.
 
 Errors are raised as :class:`KeycloakError` with a single line meant for a person, naming the
 option to fix.  Secrets (passwords, tokens, client secrets) never appear in messages.
+
+`CONNECTION_ARG_SPEC` is the argument spec that matches the ``datalab.notebooks.keycloak`` doc
+fragment, and :func:`admin_from_params` makes the client from those options.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -24,6 +27,21 @@ import time
 
 from http import client as http_client
 from urllib.parse import quote, urlencode, urlsplit
+
+
+CONNECTION_ARG_SPEC = dict(
+    url=dict(type='str', required=True),
+    auth_realm=dict(type='str', default='master'),
+    auth_username=dict(type='str'),
+    auth_password=dict(type='str', no_log=True),
+    auth_client_id=dict(type='str', default='admin-cli'),
+    auth_client_secret=dict(type='str', no_log=True),
+    token=dict(type='str', no_log=True),
+    ca_path=dict(type='path'),
+    validate_certs=dict(type='bool', default=True),
+    timeout=dict(type='int', default=30),
+)
+CONNECTION_REQUIRED_TOGETHER = [('auth_username', 'auth_password')]
 
 
 class KeycloakError(Exception):
@@ -54,7 +72,24 @@ def _error_text(data, raw):
     return text[:200] if text else 'no details'
 
 
-class KeycloakAdmin:
+class AdminVerbs(object):
+    """get/post/put/delete on top of ``request(method, path, query, body, missing_ok)``: the interface the
+    realm code uses, shared by the client and by any stand-in for it."""
+
+    def get(self, path, query=None, missing_ok=False):
+        return self.request('GET', path, query=query, missing_ok=missing_ok)
+
+    def post(self, path, body=None, query=None):
+        return self.request('POST', path, query=query, body=body)
+
+    def put(self, path, body=None):
+        return self.request('PUT', path, body=body)
+
+    def delete(self, path, body=None, missing_ok=True):
+        return self.request('DELETE', path, body=body, missing_ok=missing_ok)
+
+
+class KeycloakAdmin(AdminVerbs):
     """Talks to ``<url>/admin/realms/...`` with a bearer token it obtains and renews itself."""
 
     def __init__(self, url, auth_realm='master', username=None, password=None, client_id='admin-cli',
@@ -266,18 +301,6 @@ class KeycloakAdmin:
                                 "role (or admin in the master realm to create realms)" % (method, full), status)
         raise KeycloakError("Keycloak rejected %s %s: HTTP %s: %s" % (method, full, status, detail), status)
 
-    def get(self, path, query=None, missing_ok=False):
-        return self.request('GET', path, query=query, missing_ok=missing_ok)
-
-    def post(self, path, body=None, query=None):
-        return self.request('POST', path, query=query, body=body)
-
-    def put(self, path, body=None):
-        return self.request('PUT', path, body=body)
-
-    def delete(self, path, body=None, missing_ok=True):
-        return self.request('DELETE', path, body=body, missing_ok=missing_ok)
-
     def paged(self, path, query=None, page=500):
         """All items of a list endpoint that takes ``first``/``max``."""
         out = []
@@ -299,3 +322,12 @@ def _loads(raw):
         return json.loads(raw.decode('utf-8'))
     except ValueError:
         return None
+
+
+def admin_from_params(params):
+    """A :class:`KeycloakAdmin` from a module's parameters (the options of ``CONNECTION_ARG_SPEC``)."""
+    return KeycloakAdmin(params['url'], auth_realm=params['auth_realm'], username=params['auth_username'],
+                         password=params['auth_password'], client_id=params['auth_client_id'],
+                         client_secret=params['auth_client_secret'], token=params['token'],
+                         ca_path=params['ca_path'], validate_certs=params['validate_certs'],
+                         timeout=params['timeout'])

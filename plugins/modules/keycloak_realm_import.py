@@ -27,10 +27,19 @@ author:
 extends_documentation_fragment:
   - datalab.notebooks.keycloak
 options:
+  state:
+    description:
+      - V(present) creates or reconciles the realm.
+      - V(absent) deletes the realm with everything in it (users, clients, groups); a realm that does not
+        exist is left alone and reported unchanged. Only the realm's name is needed, from O(realm) or the
+        C(realm) key of O(src) or O(realm_data).
+    type: str
+    choices: [present, absent]
+    default: present
   src:
     description:
       - Path of a realm representation (JSON) on the host the module runs on.
-      - Exactly one of O(src) and O(realm_data) is required.
+      - With O(state=present), exactly one of O(src) and O(realm_data) is required.
     type: path
   realm_data:
     description:
@@ -58,6 +67,25 @@ options:
       - Keycloak's built-in clients, client scopes and roles are never deleted, nor are service-account users.
     type: bool
     default: false
+  unmanaged_attributes:
+    description:
+      - What to do when users in the representation carry attributes that the realm's user profile does
+        not declare. Keycloak 24 and later do not keep such attributes unless the profile's
+        C(unmanagedAttributePolicy) lets administrators edit them, so they would be lost and every run would
+        report those users changed.
+      - The profile judged is the one in the representation (C(components) ->
+        C(org.keycloak.userprofile.UserProfileProvider) -> C(kc.user.profile.config), applied before users
+        when V(realm) is managed), otherwise the realm's current one (Keycloak's default for a new realm).
+      - V(fail) stops before anything is written, naming the attributes and users; declare the attributes
+        in the profile or choose one of the other values.
+      - V(admin_edit) sets the profile's C(unmanagedAttributePolicy) to C(ADMIN_EDIT) (administrators see and
+        edit the attributes; users do not see them), V(enabled) to C(ENABLED) (users see and edit them too).
+        The change is reported as an update of the realm (C(userProfile)).
+      - A policy written in the representation's own profile is never overridden; if it cannot keep the
+        attributes (C(ADMIN_VIEW)) the task fails.
+    type: str
+    choices: [fail, admin_edit, enabled]
+    default: fail
   update_passwords:
     description:
       - Passwords in C(credentials) are set when a user is created. With V(true) they are also reset on
@@ -79,8 +107,7 @@ notes:
     reconciled. Authentication flows, identity providers, components other than the user profile, scope
     mappings and authorization settings are applied when the realm is created but not reconciled afterwards.
   - Keycloak 24 and later drop user attributes that the realm's user profile does not declare unless its
-    C(unmanagedAttributePolicy) allows them; declare the attributes (the representation's
-    C(components) may carry the user profile) or they will show as a change on every run.
+    C(unmanagedAttributePolicy) allows them; see O(unmanaged_attributes).
   - Tested with Keycloak 26.
 """
 
@@ -103,6 +130,24 @@ EXAMPLES = r"""
     realm: demo
     manage: [clients]
     prune: true
+  no_log: true
+
+- name: Import a realm whose users carry attributes the user profile does not declare
+  datalab.notebooks.keycloak_realm_import:
+    url: https://keycloak.example.com
+    auth_username: admin
+    auth_password: "{{ keycloak_admin_password }}"
+    src: files/realm-with-attributes.json
+    unmanaged_attributes: admin_edit
+  no_log: true
+
+- name: Delete the realm demo
+  datalab.notebooks.keycloak_realm_import:
+    url: https://keycloak.example.com
+    auth_username: admin
+    auth_password: "{{ keycloak_admin_password }}"
+    realm: demo
+    state: absent
   no_log: true
 """
 
@@ -128,7 +173,7 @@ unchanged:
   type: dict
   sample: {realm: 1, roles: 2, groups: 5, client_scopes: 0, clients: 0, users: 5}
 deleted:
-  description: How many resources of each kind were deleted (only with O(prune)).
+  description: How many resources of each kind were deleted (only with O(prune), or the realm with O(state=absent)).
   returned: always
   type: dict
   sample: {realm: 0, roles: 0, groups: 0, client_scopes: 0, clients: 0, users: 0}
@@ -138,6 +183,11 @@ changes:
   type: list
   elements: str
   sample: ["updated users/daniel.king (attributes, groups)", "updated clients/jupyterhub (redirectUris)"]
+status:
+  description: HTTP status of the Keycloak answer the task failed on (none for connection and data errors).
+  returned: failure
+  type: int
+  sample: 401
 api_requests:
   description: Number of HTTP requests sent to Keycloak.
   returned: always
@@ -147,51 +197,49 @@ api_requests:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.datalab.notebooks.plugins.module_utils.keycloak_admin import KeycloakAdmin, KeycloakError
-from ansible_collections.datalab.notebooks.plugins.module_utils.keycloak_realm import (
-    RESOURCE_TYPES, RealmError, RealmImporter, load_realm, read_realm_file)
+from ansible_collections.datalab.notebooks.plugins.module_utils.keycloak_admin import (
+    CONNECTION_ARG_SPEC, CONNECTION_REQUIRED_TOGETHER, KeycloakError, admin_from_params)
+from ansible_collections.datalab.notebooks.plugins.module_utils.keycloak_realm import RealmImporter
+from ansible_collections.datalab.notebooks.plugins.module_utils.keycloak_realm_rep import (
+    RESOURCE_TYPES, UNMANAGED_CHOICES, RealmError, load_realm, read_realm_file)
 
 
 def main():
+    argument_spec = dict(
+        state=dict(type='str', choices=['present', 'absent'], default='present'),
+        src=dict(type='path'),
+        realm_data=dict(type='dict'),
+        realm=dict(type='str'),
+        manage=dict(type='list', elements='str', choices=list(RESOURCE_TYPES), default=list(RESOURCE_TYPES)),
+        prune=dict(type='bool', default=False),
+        update_passwords=dict(type='bool', default=False, no_log=False),
+        unmanaged_attributes=dict(type='str', choices=sorted(UNMANAGED_CHOICES), default='fail'),
+    )
+    argument_spec.update(CONNECTION_ARG_SPEC)
     module = AnsibleModule(
-        argument_spec=dict(
-            src=dict(type='path'),
-            realm_data=dict(type='dict'),
-            realm=dict(type='str'),
-            url=dict(type='str', required=True),
-            auth_realm=dict(type='str', default='master'),
-            auth_username=dict(type='str'),
-            auth_password=dict(type='str', no_log=True),
-            auth_client_id=dict(type='str', default='admin-cli'),
-            auth_client_secret=dict(type='str', no_log=True),
-            token=dict(type='str', no_log=True),
-            ca_path=dict(type='path'),
-            validate_certs=dict(type='bool', default=True),
-            timeout=dict(type='int', default=30),
-            manage=dict(type='list', elements='str', choices=list(RESOURCE_TYPES), default=list(RESOURCE_TYPES)),
-            prune=dict(type='bool', default=False),
-            update_passwords=dict(type='bool', default=False, no_log=False),
-        ),
+        argument_spec=argument_spec,
         mutually_exclusive=[('src', 'realm_data')],
-        required_one_of=[('src', 'realm_data')],
-        required_together=[('auth_username', 'auth_password')],
+        required_if=[('state', 'present', ('src', 'realm_data'), True),
+                     ('state', 'absent', ('realm', 'src', 'realm_data'), True)],
+        required_together=CONNECTION_REQUIRED_TOGETHER,
         supports_check_mode=True,
     )
     p = module.params
     api = None
     try:
-        data = read_realm_file(p['src']) if p['src'] else p['realm_data']
+        if p['src']:
+            data = read_realm_file(p['src'])
+        else:
+            data = p['realm_data'] if p['realm_data'] is not None else {}
         rep = load_realm(data, p['realm'])
-        api = KeycloakAdmin(p['url'], auth_realm=p['auth_realm'], username=p['auth_username'],
-                            password=p['auth_password'], client_id=p['auth_client_id'],
-                            client_secret=p['auth_client_secret'], token=p['token'], ca_path=p['ca_path'],
-                            validate_certs=p['validate_certs'], timeout=p['timeout'])
+        api = admin_from_params(p)
         api.login()
-        result = RealmImporter(api, rep, manage=p['manage'], prune=p['prune'],
-                               update_passwords=p['update_passwords'], check_mode=module.check_mode,
-                               diff=module._diff).run().as_dict()
+        importer = RealmImporter(api, rep, manage=p['manage'], prune=p['prune'],
+                                 update_passwords=p['update_passwords'], check_mode=module.check_mode,
+                                 diff=module._diff, unmanaged_attributes=p['unmanaged_attributes'])
+        result = (importer.run() if p['state'] == 'present' else importer.delete()).as_dict()
     except (RealmError, KeycloakError) as exc:
-        module.fail_json(msg=str(exc), api_requests=api.requests if api else 0)
+        module.fail_json(msg=str(exc), status=getattr(exc, 'status', None), api_requests=api.requests if api else 0)
     finally:
         if api is not None:
             api.close()

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.e2e
 
 ADMIN, MEMBER = "isla.williams", "mark.ketting"
 # Fits beside both installs on the test bed's two cores.
-PROFILE = {"cpu": "1", "memory": "2 GB", "image": "spark-3.5.2"}
+PROFILE = {"cpu": "1", "memory": "2 GiB", "image": "spark-3.5.2"}
 NOTEBOOK_IMAGE = "quay.io/jupyter/pyspark-notebook:spark-3.5.2"
 GIB = 1024 ** 3
 
@@ -154,7 +154,7 @@ def clean_user_pods(platform):
 
 
 def test_spawn_form_starts_a_real_notebook_server(page, platform, artifacts, clean_user_pods):
-    """Profile 1 CPU / 2 GB / spark-3.5.2 from the form -> a notebook server pod Running and Ready on the
+    """Profile 1 CPU / 2 GiB / spark-3.5.2 from the form -> a notebook server pod Running and Ready on the
     real node with exactly that; JupyterLab answers through the hub's proxy; the per-user Spark driver
     Service exists with its ports; stopping the server from the hub's home page removes both."""
     _login(page, platform, ADMIN)

@@ -5,7 +5,7 @@ On lab-a (the OAuth install of `inventories/local`, every pod on the test bed's 
   into the real node's containerd;
 - generated gas-sensor data goes to the install's MinIO (demo/gas-sensor/raw/), from the host through
   the MinIO pod's address on the test bed's bridge;
-- the member logs in through Keycloak and spawns a server (1 CPU, 2 GB); the shipped notebook, copied
+- the member logs in through Keycloak and spawns a server (1 CPU, 2 GiB); the shipped notebook, copied
   into their home by the server's postStart hook, is executed there (`jupyter nbconvert --execute`
   started with `kubectl exec`): its kernel is the Spark driver, which starts executor pods through
   the API server as ServiceAccount spark, with the built image; they connect back through the per-user

@@ -374,14 +374,17 @@ def test_cpu_quantity_string_is_refused_before_anything_is_applied(install, core
 
 
 def test_a_failing_chart_install_stops_with_helms_message_and_the_release_state(install, tmp_path):
-    """The rescue around the chart install recovers only a pending release; any other failure stops the run."""
-    missing = tmp_path / "no-such-chart"
-    rc, out = playbook(install["inventory"], "-e", json.dumps({"jupyterhub_chart_ref": str(missing)}))
+    """The rescue around the chart install recovers only a pending release; any other failure stops the run.
+    (A chart path that does not exist never gets here: the preflight refuses it. A directory that is not a
+    chart passes the preflight and fails in Helm.)"""
+    broken = tmp_path / "not-a-chart"
+    broken.mkdir()
+    rc, out = playbook(install["inventory"], "-e", json.dumps({"jupyterhub_chart_ref": str(broken)}))
     assert rc != 0
     stop = "TASK [datalab.notebooks.jupyterhub : Stop unless an interrupted run left the release pending"
     assert stop in out, out[-3000:]
     message = out[out.index(stop):]
-    assert str(missing) in message and "(release jupyterhub: deployed)" in message, message[:3000]
+    assert "Chart.yaml file is missing" in message and "(release jupyterhub: deployed)" in message, message[:3000]
     assert "Undo the interrupted operation" not in out
     # The release was left as it was.
     rc, out = playbook(install["inventory"])

@@ -272,3 +272,107 @@ def test_untrusted_certificate_without_ca_path(kc):
     del args["ca_path"]
     result, out = run_module(args)
     _assert_clean_failure(result, out, "not trusted", "pass ca_path=")
+
+
+# --- users' attributes and the declarative user profile (Keycloak 24+) ------------------------------------
+
+def _attr_realm(name: str, profile: dict | None = None) -> dict:
+    """Two users with an attribute Keycloak's default user profile does not declare."""
+    rep = {"realm": name, "enabled": True,
+           "users": [{"username": "ada.lovelace", "enabled": True, "email": "ada@knab.com", "firstName": "Ada",
+                      "lastName": "Lovelace", "attributes": {"department": ["risk"], "site": ["ams"]}},
+                     {"username": "alan.turing", "enabled": True, "email": "alan@knab.com", "firstName": "Alan",
+                      "lastName": "Turing", "attributes": {"department": ["analytics"]}}]}
+    if profile is not None:
+        rep["components"] = {"org.keycloak.userprofile.UserProfileProvider": [
+            {"providerId": "declarative-user-profile", "subComponents": {},
+             "config": {"kc.user.profile.config": [json.dumps(profile)]}}]}
+    return rep
+
+
+@pytest.fixture
+def scratch_realm(admin):
+    name = "test-attrs-" + uuid.uuid4().hex[:6]
+    yield name
+    admin.delete("/" + name)
+
+
+def _attributes(admin, realm):
+    return {u: user(admin, realm, u).get("attributes") for u in ("ada.lovelace", "alan.turing")}
+
+
+KEPT = {"ada.lovelace": {"department": ["risk"], "site": ["ams"]}, "alan.turing": {"department": ["analytics"]}}
+
+
+def test_undeclared_attributes_fail_by_default_and_write_nothing(kc, admin, scratch_realm):
+    result, out = run_module(conn_args(kc, realm_data=_attr_realm(scratch_realm)))
+    _assert_clean_failure(result, out, "department (users ada.lovelace, alan.turing); site (users ada.lovelace)",
+                          "unmanaged_attributes=admin_edit")
+    assert admin.get("/" + scratch_realm, missing_ok=True) is None
+    # The same for a realm that exists: nothing is written.
+    run_module(conn_args(kc, realm_data={"realm": scratch_realm, "enabled": True}))
+    result, out = run_module(conn_args(kc, realm_data=_attr_realm(scratch_realm)))
+    _assert_clean_failure(result, out, "does not declare: department")
+    assert admin.get("/%s/users" % scratch_realm) == []
+
+
+@pytest.mark.parametrize("exists", [False, True], ids=["new-realm", "existing-realm"])
+def test_undeclared_attributes_kept_with_admin_edit_and_rerun_unchanged(kc, admin, scratch_realm, exists):
+    if exists:
+        rep = _attr_realm(scratch_realm)
+        for u in rep["users"]:
+            del u["attributes"]
+        first, out = run_module(conn_args(kc, realm_data=rep))
+        assert first["created"]["users"] == 2, out
+    args = conn_args(kc, realm_data=_attr_realm(scratch_realm), unmanaged_attributes="admin_edit")
+    result, out = run_module(args, "--diff")
+    assert result["changed"] is True, out
+    if exists:
+        assert sorted(result["changes"]) == ["updated realm/%s (userProfile)" % scratch_realm,
+                                             "updated users/ada.lovelace (attributes)",
+                                             "updated users/alan.turing (attributes)"], out
+    assert admin.get("/%s/users/profile" % scratch_realm)["unmanagedAttributePolicy"] == "ADMIN_EDIT"
+    assert _attributes(admin, scratch_realm) == KEPT
+    again, out = run_module(args, "--diff")
+    assert again["changed"] is False and again["changes"] == [], out
+    assert again["unchanged"]["users"] == 2
+    assert _attributes(admin, scratch_realm) == KEPT
+
+
+def test_user_profile_in_the_file_is_applied_before_users(kc, admin, scratch_realm):
+    profile = admin.get("/master/users/profile")
+    profile.pop("unmanagedAttributePolicy", None)
+    profile["attributes"] += [{"name": n, "displayName": n, "permissions": {"view": ["admin"], "edit": ["admin"]},
+                               "multivalued": False} for n in ("department", "site")]
+    # Created, then changed in an existing realm (a new attribute declared in the same run that sets it).
+    base = _attr_realm(scratch_realm, {**profile, "attributes": profile["attributes"][:-1]})
+    del base["users"][0]["attributes"]["site"]
+    result, out = run_module(conn_args(kc, realm_data=base))
+    assert result["changed"] is True, out
+    rep = _attr_realm(scratch_realm, profile)
+    result, out = run_module(conn_args(kc, realm_data=rep))
+    assert sorted(result["changes"]) == ["updated realm/%s (userProfile)" % scratch_realm,
+                                         "updated users/ada.lovelace (attributes)"], out
+    have = admin.get("/%s/users/profile" % scratch_realm)
+    assert "unmanagedAttributePolicy" not in have
+    assert {"department", "site"} <= {a["name"] for a in have["attributes"]}
+    assert _attributes(admin, scratch_realm) == KEPT
+    again, out = run_module(conn_args(kc, realm_data=rep))
+    assert again["changed"] is False, out
+
+
+# --- state: absent ------------------------------------------------------------------------------------------
+
+def test_state_absent_deletes_the_realm_and_rerun_is_unchanged(kc, admin, scratch_realm):
+    run_module(conn_args(kc, realm_data={"realm": scratch_realm, "enabled": True}))
+    args = conn_args(kc, realm=scratch_realm, state="absent")
+    check, out = run_module(args, "--check", "--diff")
+    assert check["changed"] is True and check["changes"] == ["deleted realm/%s" % scratch_realm], out
+    assert admin.get("/" + scratch_realm, missing_ok=True) is not None
+    result, out = run_module(args)
+    assert result["changed"] is True and result["deleted"]["realm"] == 1, out
+    assert admin.get("/" + scratch_realm, missing_ok=True) is None
+    again, out = run_module(args)
+    assert again["changed"] is False and again["changes"] == [], out
+    check, out = run_module(args, "--check")
+    assert check["changed"] is False, out

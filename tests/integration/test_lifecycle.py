@@ -52,6 +52,7 @@ from tests.ansible_run import REPO, argv, changed_tasks, env, host_recap, run_pl
 from tests.keycloak_admin import KeycloakAdmin
 from tests.node_ports import free_node_ports
 from tests.realplatform import helm_values, upstream_chart
+from tests.standins.secret_operator import truststore_controller
 
 CHART = upstream_chart()
 pytestmark = [pytest.mark.integration,
@@ -385,6 +386,9 @@ def life(cluster, keycloak, apis, tmp_path_factory):
         "keycloak_image": KEYCLOAK_IMAGE, "keycloak_demo_users": True, "keycloak_demo_passwords": "username",
         "keycloak_admin_url": keycloak["url"], "keycloak_admin_username": keycloak["username"],
         "keycloak_admin_password": keycloak["password"], "keycloak_admin_ca_path": keycloak["ca_path"],
+        # The realm lives in the test bed's Keycloak: browsers (the login flows below) go there, and the
+        # realm's frontendUrl says so.
+        "keycloak_public_address": urllib.parse.urlsplit(keycloak["url"]).netloc,
         "keycloak_rollout_timeout": 120, "minio_rollout_timeout": 120, "minio_job_timeout": 120,
         "minio_demo_data_url": "", "minio_demo_data_file": "",
         "jupyterhub_chart_ref": str(CHART), "jupyterhub_chart_repo_url": "",
@@ -812,11 +816,12 @@ def test_a_run_killed_while_helm_upgrades_the_hub_is_undone_and_completed(life, 
 # --- the shared TLS operators ------------------------------------------------------------------------
 
 def test_uninstall_keeps_the_shared_operators_unless_asked_and_unused(life, apis, cluster):
-    """secret_operator_uninstall_operators removes the operator releases, only when no install uses them."""
-    crd = "secretclasses.secrets.stackable.tech"
+    """secret_operator_uninstall_operators removes the operator releases, only when no install uses them; the
+    install's TrustStore goes with the install."""
+    crds = ("secretclasses.secrets.stackable.tech", "truststores.secrets.stackable.tech")
     ext = client.ApiextensionsV1Api(apis["client"])
-    if ext.list_custom_resource_definition(field_selector="metadata.name=" + crd).items:
-        pytest.skip("the SecretClass CRD belongs to someone else on this cluster")
+    if any(ext.list_custom_resource_definition(field_selector="metadata.name=" + crd).items for crd in crds):
+        pytest.skip("the Stackable CRDs belong to someone else on this cluster")
     uid = life["ns"].rsplit("-", 1)[1]
     ops, user_ns, ns = "dl-life-ops-" + uid, "dl-life-so-user-" + uid, "dl-life-so-" + uid
     standins = REPO / "tests" / "standins" / "charts"
@@ -829,8 +834,10 @@ def test_uninstall_keeps_the_shared_operators_unless_asked_and_unused(life, apis
         "secret_operator_commons_chart_version": "", "secret_operator_timeout": 60}},
         "vars": {k: life["groupvars"][k] for k in connection}}}))
     try:
-        rc, out = playbook(so, path="playbooks/secret_operator.yml", log="operators.log")
+        with truststore_controller(apis["client"]):
+            rc, out = playbook(so, path="playbooks/secret_operator.yml", log="operators.log")
         assert_ok(rc, out)
+        assert apis["core"].read_namespaced_config_map("datalab-ca", ns).data["ca.crt"]
         # Another install still gets its keystore from the operators (as the keycloak role mounts it).
         apis["core"].create_namespace({"metadata": {"name": user_ns}})
         volume = {"name": "tls", "ephemeral": {"volumeClaimTemplate": {"spec": {
@@ -843,8 +850,13 @@ def test_uninstall_keeps_the_shared_operators_unless_asked_and_unused(life, apis
                 "spec": {"containers": [{"name": "kc", "image": KEYCLOAK_IMAGE}], "volumes": [volume]}}}})
 
         rc, out = playbook(so, path="playbooks/uninstall.yml", log="operators-kept.log")
-        assert_quiet(rc, out)
+        assert_ok(rc, out)
         assert "serve every install on the cluster and are kept" in out
+        # the install's TrustStore is removed, and with it (garbage collection) the ConfigMap the operator wrote
+        custom = client.CustomObjectsApi(apis["client"])
+        assert not custom.list_namespaced_custom_object("secrets.stackable.tech", "v1alpha1", ns, "truststores")["items"]
+        wait_for(lambda: ignore_missing(apis["core"].read_namespaced_config_map, "datalab-ca", ns) is None, 60,
+                 "ConfigMap datalab-ca removed with its TrustStore")
         rc, out = playbook(so, "-e", "secret_operator_uninstall_operators=true", path="playbooks/uninstall.yml",
                            log="operators-in-use.log")
         assert_quiet(rc, out)
@@ -867,4 +879,5 @@ def test_uninstall_keeps_the_shared_operators_unless_asked_and_unused(life, apis
                            capture_output=True, check=False)
         for name in (ops, user_ns, ns):
             ignore_missing(apis["core"].delete_namespace, name)
-        ignore_missing(ext.delete_custom_resource_definition, crd)
+        for crd in crds:
+            ignore_missing(ext.delete_custom_resource_definition, crd)

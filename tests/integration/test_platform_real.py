@@ -134,7 +134,7 @@ def test_a_profile_spawns_a_real_notebook_server_that_answers_through_the_proxy(
     assert pod.spec.node_name == real["name"]
     (container,) = [c for c in pod.spec.containers if c.name == "notebook"]
     assert container.image == images_api.ensure(NOTEBOOK_IMAGE).refs[0]
-    # "2 GB" is the second memory choice (the first, 1 GB, is the default): KubeSpawner's G is 2**30 bytes
+    # "2 GiB" is the second memory choice (the first, 1 GiB, is the default): KubeSpawner's G is 2**30 bytes
     assert container.resources.limits == {"cpu": "1", "memory": str(2 * 2**30)}, container.resources.limits
     assert container.resources.requests == {"cpu": "1", "memory": str(2 * 2**30)}, container.resources.requests
     status = api.get(f"{hub}/user/{MEMBER}/api/status", timeout=30)

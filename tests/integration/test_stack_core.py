@@ -39,6 +39,7 @@ from kubernetes.client.rest import ApiException
 from tests.ansible_run import changed_tasks, env, recap, run_playbook
 from tests.keycloak_admin import KeycloakAdmin
 from tests.node_ports import free_node_ports
+from tests.standins.secret_operator import truststore_controller
 
 pytestmark = pytest.mark.integration
 
@@ -156,7 +157,12 @@ def test_keycloak_address_is_the_node_running_keycloak(install, apis):
     (pod,) = apis["core"].list_namespaced_pod(ns, label_selector="app.kubernetes.io/name=keycloak").items
     node = apis["core"].read_node(pod.spec.node_name)
     external = [a.address for a in node.status.addresses if a.type == "ExternalIP"][0]
-    assert cm == {"keycloakAddress": "%s:%d" % (external, install["kc_port"]), "keycloakNodeIp": external}
+    # Browsers use the node address; the hub's own calls the Service's name, which stays when the pod moves.
+    assert cm == {"keycloakAddress": "%s:%d" % (external, install["kc_port"]), "keycloakNodeIp": external,
+                  "keycloakServiceUrl": "https://keycloak.%s.svc.cluster.local:8443" % ns}
+    # One issuer whichever address a request came to: the browsers' one.
+    status, realm = install["admin"].request("GET", "/" + install["realm"])
+    assert status == 200 and realm["attributes"]["frontendUrl"] == "https://" + cm["keycloakAddress"]
     svc = apis["core"].read_namespaced_service("keycloak", ns)
     assert svc.spec.type == "NodePort"
     assert [(p.name, p.port, p.node_port) for p in svc.spec.ports] == [("https", 8443, install["kc_port"])]
@@ -363,7 +369,13 @@ BAD_INPUT = [
     ("minio", {"datalab_tolerations": [{"key": "pool", "effect": "NoEntry"}]}, "datalab_tolerations must be a list"),
     ("minio", {"minio_image": "quay.io/minio/minio:bad tag"}, "not a valid image reference"),
     ("minio", {"minio_demo_data_url": "http://example.invalid/a.csv", "minio_demo_data_file": "/etc/hostname"},
-     "at most one of minio_demo_data_url"),
+     "give at most one of them"),
+    ("secret_operator", {"datalab_tls_provider": "secret_operator",
+                         "secret_operator_images": {"csi_provisioner": "registry.example.com/csi-provisioner"}},
+     "secret_operator_images maps"),
+    ("secret_operator", {"datalab_tls_provider": "secret_operator",
+                         "secret_operator_images": {"commons_operator": "Registry.example.com/Commons:1 x"}},
+     "not a valid image reference"),
 ]
 
 
@@ -405,14 +417,30 @@ def test_standin_charts_render(cluster):
         assert "STAND-IN" in chart_yaml["description"]
         if chart == "secret-operator":
             assert ("CustomResourceDefinition", "secretclasses.secrets.stackable.tech") in kinds
+            assert ("CustomResourceDefinition", "truststores.secrets.stackable.tech") in kinds
             assert ("SecretClass", "tls") in kinds
+            crds = {d["metadata"]["name"]: d for d in docs if d["kind"] == "CustomResourceDefinition"}
+            # what 26.3 serves: SecretClass v1alpha2 (stored) and v1alpha1; TrustStore v1alpha1 only
+            assert [(v["name"], v["served"], v["storage"])
+                    for v in crds["secretclasses.secrets.stackable.tech"]["spec"]["versions"]] == [
+                ("v1alpha2", True, True), ("v1alpha1", True, False)]
+            (ts_version,) = crds["truststores.secrets.stackable.tech"]["spec"]["versions"]
+            ts_spec = ts_version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+            assert ts_version["name"] == "v1alpha1"
+            assert ts_spec["required"] == ["secretClassName"]
+            assert set(ts_spec["properties"]) == {"secretClassName", "targetKind", "format"}
+            (secret_class,) = [d for d in docs if d["kind"] == "SecretClass"]
+            assert secret_class["apiVersion"] == "secrets.stackable.tech/v1alpha2"
 
 
-def test_secret_operator_role_installs_the_charts_and_waits_for_secretclass_tls(cluster, apis, tmp_path):
+def test_secret_operator_role_installs_the_charts_and_publishes_the_ca_through_a_truststore(cluster, apis, tmp_path):
+    """The role installs both charts, waits for SecretClass tls (read as v1alpha2) and asks for the CA with
+    TrustStore datalab-ca; the stand-in controller writes ConfigMap datalab-ca as the 26.3 operator does."""
     uid = uuid.uuid4().hex[:6]
     ns, ops = "dl-so-%s" % uid, "dl-ops-%s" % uid
-    had_crd = bool(apis["ext"].list_custom_resource_definition(
-        field_selector="metadata.name=secretclasses.secrets.stackable.tech").items)
+    crd_names = ("secretclasses.secrets.stackable.tech", "truststores.secrets.stackable.tech")
+    had_crds = {name: bool(apis["ext"].list_custom_resource_definition(field_selector="metadata.name=" + name).items)
+                for name in crd_names}
     inventory = write_inventory(tmp_path / "hosts.yml", {"so-test": {"datalab_namespace": ns}}, {
         "datalab_kubeconfig": cluster.kubeconfig, "datalab_helm_binary": cluster.helm,
         "datalab_tls_provider": "secret_operator", "secret_operator_namespace": ops,
@@ -420,26 +448,48 @@ def test_secret_operator_role_installs_the_charts_and_waits_for_secretclass_tls(
         "secret_operator_commons_chart_ref": str(STANDINS / "commons-operator"),
         "secret_operator_commons_chart_version": "",
         "secret_operator_values": {"kubeletDir": "/var/lib/kubelet"}, "secret_operator_timeout": 60,
+        "secret_operator_images": {"csi_provisioner": "registry.example.com/mirror/csi-provisioner:v5.3.0",
+                                   "commons_operator": "registry.example.com/mirror/commons-operator:26.3.0"},
     })
     try:
-        rc, out = playbook(inventory, playbook_path="playbooks/secret_operator.yml")
-        assert rc == 0, out[-4000:]
-        values = apis["core"].read_namespaced_config_map("standin-secret-operator-values", ops).data
-        assert json.loads(values["values.json"]) == {"kubeletDir": "/var/lib/kubelet"}
-        assert apis["core"].read_namespaced_config_map("standin-commons-operator-values", ops)
-        tls = apis["custom"].get_cluster_custom_object("secrets.stackable.tech", "v1alpha1", "secretclasses", "tls")
-        assert "autoTls" in tls["spec"]["backend"]
-        labels = apis["core"].read_namespace(ops).metadata.labels
-        assert all(k in labels for k in LABELS)
-        rc, out = playbook(inventory, playbook_path="playbooks/secret_operator.yml")
-        assert rc == 0 and recap(out)["so-test"]["changed"] == 0, changed_tasks(out)
+        with truststore_controller(apis["custom"].api_client):
+            rc, out = playbook(inventory, playbook_path="playbooks/secret_operator.yml")
+            assert rc == 0, out[-4000:]
+            values = apis["core"].read_namespaced_config_map("standin-secret-operator-values", ops).data
+            # the release values: the mirrored images under the charts' own keys, and the inventory's values
+            assert json.loads(values["values.json"]) == {"kubeletDir": "/var/lib/kubelet", "csiNodeDriver": {
+                "externalProvisioner": {"image": {"repository": "registry.example.com/mirror/csi-provisioner",
+                                                  "tag": "v5.3.0"}}}}
+            commons = apis["core"].read_namespaced_config_map("standin-commons-operator-values", ops).data
+            assert json.loads(commons["values.json"]) == {"image": {
+                "repository": "registry.example.com/mirror/commons-operator", "tag": "26.3.0"}}
+            for version in ("v1alpha2", "v1alpha1"):  # stored and still served, as by 26.3
+                tls = apis["custom"].get_cluster_custom_object("secrets.stackable.tech", version, "secretclasses", "tls")
+                assert "autoTls" in tls["spec"]["backend"]
+            labels = apis["core"].read_namespace(ops).metadata.labels
+            assert all(k in labels for k in LABELS)
+            store = apis["custom"].get_namespaced_custom_object(
+                "secrets.stackable.tech", "v1alpha1", ns, "truststores", "datalab-ca")
+            assert store["spec"] == {"secretClassName": "tls", "format": "tls-pem", "targetKind": "ConfigMap"}
+            assert all(k in store["metadata"]["labels"] for k in LABELS)
+            published = apis["core"].read_namespaced_config_map("datalab-ca", ns)
+            ca_ref = tls["spec"]["backend"]["autoTls"]["ca"]["secret"]
+            ca = secret_data(apis["core"], ca_ref["namespace"], ca_ref["name"])["ca.crt"].decode()
+            assert published.data == {"ca.crt": ca} and "BEGIN CERTIFICATE" in ca
+            (owner,) = published.metadata.owner_references
+            assert (owner.kind, owner.name, owner.uid, owner.controller) == (
+                "TrustStore", "datalab-ca", store["metadata"]["uid"], True)
+            rc, out = playbook(inventory, playbook_path="playbooks/secret_operator.yml")
+            assert rc == 0 and recap(out)["so-test"]["changed"] == 0, changed_tasks(out)
     finally:
         for release in ("secret-operator", "commons-operator"):
             subprocess.run([cluster.helm, "uninstall", release, "-n", ops, "--kubeconfig", cluster.kubeconfig],
                            capture_output=True, check=False)
-        if not had_crd:
+        for name in crd_names:
+            if had_crds[name]:
+                continue
             try:
-                apis["ext"].delete_custom_resource_definition("secretclasses.secrets.stackable.tech")
+                apis["ext"].delete_custom_resource_definition(name)
             except ApiException as exc:
                 if exc.status != 404:
                     raise

@@ -1,6 +1,6 @@
-"""Contracts of the jupyterhub and spark_image roles that need no cluster: argument specs
-and defaults agree, internal names are `_`-prefixed, the notebook is a clean notebook that
-reads its settings from the environment, and the local inventory uses the stand-in chart."""
+"""Contracts of the jupyterhub and spark_image roles that need no cluster (every role's argument specs,
+defaults and README: test_role_interfaces.py): the two roles name the same jars, the notebook is a clean notebook that
+reads its settings from the environment, and the inventories install the real chart."""
 from __future__ import annotations
 
 import ast
@@ -11,7 +11,6 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-ROLES = ("jupyterhub", "spark_image")
 NOTEBOOK = REPO / "roles" / "jupyterhub" / "files" / "notebooks" / "process-s3.ipynb"
 
 
@@ -26,27 +25,6 @@ def load(path):
     return yaml.load(path.read_text(), Loader=Loader)  # noqa: S506 - a SafeLoader subclass
 
 
-@pytest.mark.parametrize("role", ROLES)
-def test_defaults_and_argument_spec_agree(role):
-    defaults = load(REPO / "roles" / role / "defaults" / "main.yml")
-    specs = load(REPO / "roles" / role / "meta" / "argument_specs.yml")["argument_specs"]
-    options = specs["main"]["options"]
-    assert set(defaults) == set(options)
-    for name, option in options.items():
-        assert name.startswith(role + "_"), name
-        assert option.get("description"), name
-        assert option.get("type"), name
-        assert option.get("default") == defaults[name], name
-        if "choices" in option:
-            values = defaults[name] if option["type"] == "list" else [defaults[name]]
-            assert set(values) <= set(option["choices"]), name
-    for entry, spec in specs.items():  # other entry points take main's options, as main documents them
-        if entry == "values":  # computes the chart values from all of them
-            assert spec["options"] == options, entry
-        elif entry != "main":
-            assert spec["options"] and all(spec["options"][k] == options.get(k) for k in spec["options"]), entry
-
-
 def test_the_hub_copies_the_jars_the_executor_image_bakes():
     """jupyterhub_spark_jars_source executor_image copies <artifact>-<version>.jar from the image's
     /opt/spark/jars: the two roles' defaults must name the same jars, and the Dockerfile put them there."""
@@ -59,12 +37,6 @@ def test_the_hub_copies_the_jars_the_executor_image_bakes():
     dockerfile = (REPO / "roles" / "spark_image" / "templates" / "Dockerfile.j2").read_text()
     assert "{% for jar in spark_image_jars %} jars/{{ jar.artifact }}-{{ jar.version }}.jar{% endfor %} " \
         "/opt/spark/jars/" in dockerfile
-
-
-@pytest.mark.parametrize("role", ROLES)
-def test_internal_vars_are_prefixed(role):
-    internal = load(REPO / "roles" / role / "vars" / "main.yml")
-    assert all(name.startswith(f"_{role}_") for name in internal), [n for n in internal if not n.startswith("_")]
 
 
 def test_notebook_is_clean_and_configurable():
@@ -113,11 +85,3 @@ def test_real_inventories_use_the_real_chart(inventory):
     values = load(path) or {}
     assert "standins" not in json.dumps(values)
     assert values.get("jupyterhub_chart_version", "4.4.0").startswith("4.")
-
-
-@pytest.mark.parametrize("role", ROLES)
-def test_readme_documents_every_variable(role):
-    readme = (REPO / "roles" / role / "README.md").read_text()
-    options = load(REPO / "roles" / role / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
-    missing = [name for name in options if f"`{name}`" not in readme]
-    assert not missing, f"roles/{role}/README.md does not mention {missing}"

@@ -80,8 +80,8 @@ def test_policy_scope_and_allow_lists(rendered, tls):
     for volume_type in ("configMap", "secret", "emptyDir", "projected", "persistentVolumeClaim", "downwardAPI"):
         assert f"has(v.{volume_type})" in allowed_types
     assert "has(v.hostPath)" not in allowed_types
-    # the CA reaches user servers through an ephemeral CSI volume only with the secret-operator
-    assert ("has(v.ephemeral)" in allowed_types) == (tls == "secret_operator")
+    # the CA reaches user servers as a ConfigMap with either provider: no ephemeral volume is allowed
+    assert "has(v.ephemeral)" not in allowed_types
     condition = policy["spec"]["matchConditions"][0]["expression"]
     assert "'spark'" in condition and "system:serviceaccount:lab-unit:spark" in condition
 

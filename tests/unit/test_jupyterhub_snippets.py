@@ -45,7 +45,7 @@ def run_snippet(name, c=None, environ=None, monkeypatch=None):
     c = c if c is not None else Config()
     if environ is not None:
         assert monkeypatch is not None
-        for key in ("KEYCLOAK_NODEPORT_URL", "KEYCLOAK_NODE_IP", "KEYCLOAK_REALM", "OAUTH_CLIENT_ID",
+        for key in ("KEYCLOAK_NODEPORT_URL", "KEYCLOAK_SERVICE_URL", "KEYCLOAK_NODE_IP", "KEYCLOAK_REALM", "OAUTH_CLIENT_ID",
                     "OAUTH_CLIENT_SECRET", "OAUTH_CALLBACK_URL", "DATALAB_HUB_NODE_PORT",
                     "DATALAB_DRIVER_SERVICE_LABELS", "DATALAB_PROFILE_ORDER"):
             monkeypatch.delenv(key, raising=False)
@@ -317,6 +317,17 @@ def test_endpoints_and_callback_are_assigned(monkeypatch):
     assert g.client_secret == "s3cr3t-from-the-secret"
 
 
+def test_the_hubs_own_calls_go_to_the_service_name_and_the_browser_to_the_node(monkeypatch):
+    """Keycloak's Service name stays valid when Keycloak moves to another node; the node address is for the
+    browser only."""
+    env = dict(OAUTH_ENV, KEYCLOAK_SERVICE_URL="https://keycloak.dl-a.svc.cluster.local:8443/")
+    c, _ns = run_snippet("03-keycloak-endpoints", environ=env, monkeypatch=monkeypatch)
+    g = c.GenericOAuthenticator
+    assert g.authorize_url == "https://127.0.1.2:31093/realms/demo-a/protocol/openid-connect/auth"
+    service = "https://keycloak.dl-a.svc.cluster.local:8443/realms/demo-a/protocol/openid-connect"
+    assert (g.token_url, g.userdata_url) == (f"{service}/token", f"{service}/userinfo")
+
+
 def test_callback_falls_back_to_the_node_address(monkeypatch):
     env = dict(OAUTH_ENV, OAUTH_CALLBACK_URL="", DATALAB_HUB_NODE_PORT="31195")
     c, _ns = run_snippet("03-keycloak-endpoints", environ=env, monkeypatch=monkeypatch)
@@ -351,14 +362,14 @@ def test_profile_choices_are_put_back_in_numeric_order(monkeypatch):
     monkeypatch.delenv("DATALAB_PROFILE_ORDER", raising=False)
     c = Config()
     sorted_by_helm = {k: {"display_name": k} for k in sorted(["1", "16", "2", "32", "4", "8", "0.5"])}
-    memory = {k: {"display_name": k} for k in sorted(["1 GB", "128 GB", "16 GB", "2 GB", "4 GB"])}
+    memory = {k: {"display_name": k} for k in sorted(["1 GiB", "128 GiB", "16 GiB", "2 GiB", "4 GiB"])}
     images = {k: {"display_name": k} for k in ["python-3.11.9", "spark-3.5.2"]}
     c.KubeSpawner.profile_list = [{"display_name": "p", "profile_options": {
         "cpu": {"choices": sorted_by_helm}, "memory": {"choices": memory}, "image": {"choices": images}}}]
     run_snippet("04-profile-order", c)
     options = c.KubeSpawner.profile_list[0]["profile_options"]
     assert list(options["cpu"]["choices"]) == ["0.5", "1", "2", "4", "8", "16", "32"]
-    assert list(options["memory"]["choices"]) == ["1 GB", "2 GB", "4 GB", "16 GB", "128 GB"]
+    assert list(options["memory"]["choices"]) == ["1 GiB", "2 GiB", "4 GiB", "16 GiB", "128 GiB"]
     assert list(options["image"]["choices"]) == ["python-3.11.9", "spark-3.5.2"]
 
 
@@ -366,14 +377,14 @@ def helm_sorted_profile():
     """The role's profile as the hub receives it from Helm: every map's keys sorted."""
     profile = {"display_name": "Spark notebook", "profile_options": {
         "cpu": {"display_name": "CPU", "choices": {k: {"display_name": k} for k in ["1", "2", "4", "16"]}},
-        "memory": {"display_name": "Memory", "choices": {k: {"display_name": k} for k in ["8 GB", "2 GB", "16 GB"]}},
+        "memory": {"display_name": "Memory", "choices": {k: {"display_name": k} for k in ["8 GiB", "2 GiB", "16 GiB"]}},
         "image": {"display_name": "Image", "choices": {k: {"display_name": k} for k in ["spark-3.5.2", "python-3.11.9"]}},
     }}
     return json.loads(json.dumps(profile, sort_keys=True))
 
 
 ORDER = [{"display_name": "Spark notebook", "options": [
-    ["cpu", ["4", "1", "2", "16"]], ["memory", ["2 GB", "8 GB", "16 GB"]], ["image", ["spark-3.5.2", "python-3.11.9"]]]}]
+    ["cpu", ["4", "1", "2", "16"]], ["memory", ["2 GiB", "8 GiB", "16 GiB"]], ["image", ["spark-3.5.2", "python-3.11.9"]]]}]
 
 
 def test_profile_options_and_choices_are_put_back_in_the_rendered_order(monkeypatch):
@@ -385,7 +396,7 @@ def test_profile_options_and_choices_are_put_back_in_the_rendered_order(monkeypa
     options = c.KubeSpawner.profile_list[0]["profile_options"]
     assert list(options) == ["cpu", "memory", "image"]
     assert list(options["cpu"]["choices"]) == ["4", "1", "2", "16"]
-    assert list(options["memory"]["choices"]) == ["2 GB", "8 GB", "16 GB"]
+    assert list(options["memory"]["choices"]) == ["2 GiB", "8 GiB", "16 GiB"]
     assert list(options["image"]["choices"]) == ["spark-3.5.2", "python-3.11.9"]
     assert options["cpu"]["display_name"] == "CPU"
 
@@ -396,7 +407,7 @@ def test_what_the_order_does_not_name_follows(monkeypatch):
     profile["profile_options"]["cpu"]["choices"]["0.5"] = {"display_name": "0.5"}
     profile["profile_options"]["gpu"] = {"display_name": "GPU", "choices": {"10": {}, "2": {}, "1": {}}}
     other = {"display_name": "Other", "profile_options": {
-        "memory": {"choices": {"16 GB": {}, "2 GB": {}}}, "cpu": {"choices": {"8": {}, "16": {}}}}}
+        "memory": {"choices": {"16 GiB": {}, "2 GiB": {}}}, "cpu": {"choices": {"8": {}, "16": {}}}}}
     c = Config()
     c.KubeSpawner.profile_list = [json.loads(json.dumps(profile, sort_keys=True)), other]
     run_snippet("04-profile-order", c, environ={"DATALAB_PROFILE_ORDER": json.dumps(ORDER)}, monkeypatch=monkeypatch)
@@ -406,7 +417,7 @@ def test_what_the_order_does_not_name_follows(monkeypatch):
     assert list(options["gpu"]["choices"]) == ["1", "2", "10"]
     other_options = c.KubeSpawner.profile_list[1]["profile_options"]
     assert list(other_options) == ["memory", "cpu"]  # not named: left as they came
-    assert list(other_options["memory"]["choices"]) == ["2 GB", "16 GB"]
+    assert list(other_options["memory"]["choices"]) == ["2 GiB", "16 GiB"]
     assert list(other_options["cpu"]["choices"]) == ["8", "16"]
 
 

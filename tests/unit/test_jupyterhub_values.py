@@ -54,11 +54,14 @@ CASES.update({
         "spark": "registry.example.com:5000/jupyter/pyspark-notebook:spark-3.5.2@sha256:" + "a" * 64}},
     "declared-order": {
         "jupyterhub_profile_cpu_choices": [4, 1, 0.5, 16],
-        "jupyterhub_profile_memory_choices": ["8 GB", "2 GB", "16 GB"],
+        "jupyterhub_profile_memory_choices": ["8 GiB", "2 GiB", "16 GiB"],
         "jupyterhub_profile_images": {"spark-3.5.2": "quay.io/jupyter/pyspark-notebook:spark-3.5.2",
                                       "python-3.11.9": "quay.io/jupyter/pyspark-notebook:python-3.11.9",
                                       "all-spark": "quay.io/jupyter/all-spark-notebook:spark-3.5.2"},
     },
+    "chart-image-digest": {"jupyterhub_chart_images": {
+        "proxy": "registry.example.com:5000/chp:5.2.0@sha256:" + "b" * 64, "hub": ""}},
+    "legacy-gb": {"jupyterhub_profile_memory_choices": ["2 GB", "8 GiB", " 16GB "]},
     "jars-packages": {"jupyterhub_spark_jars_source": "packages",
                       "jupyterhub_spark_jars_repositories": ["https://maven.example.com/maven2/"]},
     "jars-none": {"jupyterhub_spark_jars_source": "none", "jupyterhub_spark_jars_packages": [],
@@ -70,13 +73,34 @@ CASES.update({
     "jars-none-custom-volume-types": {"jupyterhub_spark_jars_source": "none",
                                       "jupyterhub_executor_allowed_volume_types": ["configMap", "secret", "projected"]},
 })
+# The production inventory's hub settings, as that inventory gives them to the role.
+PRODUCTION = REPO / "inventories" / "production" / "group_vars" / "notebook_platform"
+MIRROR = "registry.example.com/mirror/"
+REGISTRY = "registry.example.com/"  # the mirror, and where the spark_image role pushes the executor image
+
+
+def production_vars():
+    import yaml  # noqa: PLC0415 - only this case needs it
+    found = {}
+    for name in ("spark_image.yml", "jupyterhub.yml"):
+        found.update(yaml.safe_load((PRODUCTION / name).read_text()))
+    return {**found, "datalab_tls_provider": "secret_operator"}
+
+
+CASES["production"] = production_vars()
 BAD = {
     "bad-cpu-string": ({"jupyterhub_profile_cpu_choices": ["500m"]}, "jupyterhub_profile_cpu_choices"),
     "bad-cpu-mixed": ({"jupyterhub_profile_cpu_choices": [1, "500m"]}, "jupyterhub_profile_cpu_choices"),
     "bad-cpu-zero": ({"jupyterhub_profile_cpu_choices": [0, 2]}, "distinct positive numbers"),
-    "bad-memory": ({"jupyterhub_profile_memory_choices": ["4 GiB"]}, 'written "<N> GB"'),
+    "bad-memory": ({"jupyterhub_profile_memory_choices": ["4 G"]}, 'written "<N> GiB"'),
+    "bad-memory-decimal": ({"jupyterhub_profile_memory_choices": ["4 MB"]}, 'written "<N> GiB"'),
     "bad-image-untagged": ({"jupyterhub_profile_images": {"spark": "quay.io/jupyter/pyspark-notebook"}},
                            "WITH a tag"),
+    "bad-chart-image-untagged": ({"jupyterhub_chart_images": {"hub": "registry.example.com/mirror/jupyterhub/k8s-hub"}},
+                                 "jupyterhub_chart_images maps"),
+    "bad-chart-image-key": ({"jupyterhub_chart_images": {"hubb": "registry.example.com/k8s-hub:4.4.0"}}, "hubb"),
+    "bad-chart-image-ref": ({"jupyterhub_chart_images": {"proxy": "Registry.example.com/CHP:5.2.0 x"}},
+                            "not a valid image reference"),
     "bad-image-ref": ({"jupyterhub_profile_images": {"spark": "Quay.io/Jupyter:x y"}}, "not a valid image reference"),
     "bad-executor-image": ({"jupyterhub_spark_executor_image": "spark executor"}, "jupyterhub_spark_executor_image"),
     "bad-authenticator": ({"jupyterhub_authenticator": "ldap"}, "jupyterhub_authenticator"),
@@ -173,12 +197,9 @@ def test_user_servers(rendered, authenticator, tls):
     assert volumes["notebooks"]["configMap"]["name"] == "jupyterhub-notebooks"
     assert mounts["notebooks"]["mountPath"] == su["extraEnv"]["DATALAB_NOTEBOOK_DIR"]
     assert mounts["datalab-ca"]["mountPath"] + "/ca.crt" == su["extraEnv"]["DATALAB_CA_FILE"]
-    if tls == "self_signed":
-        assert volumes["datalab-ca"]["configMap"]["name"] == "datalab-ca"
-    else:
-        template = volumes["datalab-ca"]["ephemeral"]["volumeClaimTemplate"]
-        assert template["metadata"]["annotations"]["secrets.stackable.tech/class"] == "tls"
-        assert template["spec"]["storageClassName"] == "secrets.stackable.tech"
+    # either provider: the CA's ConfigMap (self-signed, or the secret-operator's TrustStore output)
+    assert volumes["datalab-ca"] == {"name": "datalab-ca", "configMap": {
+        "name": "datalab-ca", "optional": authenticator != "generic-oauth"}}
 
 
 @pytest.mark.parametrize("authenticator, tls", COMBOS)
@@ -217,8 +238,9 @@ def test_profiles(rendered, authenticator, tls):
         assert is_int(override["cpu_guarantee"]) and override["cpu_guarantee"] == int(name)
         assert override["cpu_limit"] == override["cpu_guarantee"]
     memory = options["memory"]["choices"]
-    assert set(memory) == {f"{n} GB" for n in (1, 2, 4, 8, 16, 32, 64, 128)}
-    assert memory["4 GB"]["kubespawner_override"] == {"mem_guarantee": "4G", "mem_limit": "4G"}
+    assert set(memory) == {f"{n} GiB" for n in (1, 2, 4, 8, 16, 32, 64, 128)}
+    assert memory["4 GiB"]["kubespawner_override"] == {"mem_guarantee": "4G", "mem_limit": "4G"}
+    assert all(choice["display_name"] == name for name, choice in memory.items())
     images = options["image"]["choices"]
     assert images["spark-3.5.2"]["kubespawner_override"] == {"image": "quay.io/jupyter/pyspark-notebook:spark-3.5.2"}
     assert images["python-3.11.9"]["kubespawner_override"]["image"].endswith(":python-3.11.9")
@@ -279,20 +301,20 @@ def test_profile_order_survives_helm_key_sorting(rendered, authenticator, tls, m
     order = order_as_the_hub_sees_it(rendered(authenticator, tls), monkeypatch)
     assert list(order) == ["cpu", "memory", "image"]
     assert order["cpu"] == ["1", "2", "4", "8", "16", "32"]
-    assert order["memory"] == [f"{n} GB" for n in (1, 2, 4, 8, 16, 32, 64, 128)]
+    assert order["memory"] == [f"{n} GiB" for n in (1, 2, 4, 8, 16, 32, 64, 128)]
     assert order["image"] == ["spark-3.5.2", "python-3.11.9"]
 
 
 def test_profile_order_is_the_inventory_order(results, monkeypatch):
     values = values_of(results, "declared-order")
     order = order_as_the_hub_sees_it(values, monkeypatch)
-    assert order == {"cpu": ["4", "1", "0.5", "16"], "memory": ["8 GB", "2 GB", "16 GB"],
+    assert order == {"cpu": ["4", "1", "0.5", "16"], "memory": ["8 GiB", "2 GiB", "16 GiB"],
                      "image": ["spark-3.5.2", "python-3.11.9", "all-spark"]}
     assert list(order) == ["cpu", "memory", "image"]
     options = values["singleuser"]["profileList"][0]["profile_options"]
     # the first listed stays the preselected one
     assert [k for k, v in options["cpu"]["choices"].items() if v["default"]] == ["4"]
-    assert [k for k, v in options["memory"]["choices"].items() if v["default"]] == ["8 GB"]
+    assert [k for k, v in options["memory"]["choices"].items() if v["default"]] == ["8 GiB"]
     assert [k for k, v in options["image"]["choices"].items() if v["default"]] == ["spark-3.5.2"]
 
 
@@ -341,10 +363,7 @@ def test_generic_oauth(rendered, tls):
     mounts = {m["name"]: m for m in v["hub"]["extraVolumeMounts"]}
     assert ca_file == mounts["datalab-ca"]["mountPath"] + "/ca.crt"
     volumes = {vol["name"]: vol for vol in v["hub"]["extraVolumes"]}
-    if tls == "self_signed":
-        assert volumes["datalab-ca"]["configMap"] == {"name": "datalab-ca", "optional": False}
-    else:
-        assert "ephemeral" in volumes["datalab-ca"]
+    assert volumes["datalab-ca"]["configMap"] == {"name": "datalab-ca", "optional": False}
     env = v["hub"]["extraEnv"]
     address = {"name": "keycloak-address"}
     assert env["KEYCLOAK_NODEPORT_URL"]["valueFrom"]["configMapKeyRef"] == dict(address, key="keycloakAddress")
@@ -439,3 +458,101 @@ def test_string_cpu_is_refused_by_the_argument_spec(results):
     failure = results["bad-cpu-string"]["failure"]
     assert "argument" in failure.lower() or "arg spec" in failure.lower(), failure
     assert "jupyterhub_profile_cpu_choices" in failure and "float" in failure, failure
+
+
+def _volumes_anywhere(values):
+    """Every volume the values give a pod: the hub's, the user servers' and any a chart key could add."""
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("extraVolumes", "volumes") and isinstance(value, list):
+                    found.extend(value)
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+    walk(values)
+    return found
+
+
+@pytest.mark.parametrize("authenticator, tls", COMBOS)
+def test_no_pod_asks_the_secret_operator_for_a_certificate(rendered, authenticator, tls):
+    """The CA comes from a ConfigMap (with secret_operator: what the TrustStore datalab-ca makes), never from
+    an autoTls ephemeral volume: that would give the pod a one-day certificate and the commons-operator's
+    restarter annotation, and user servers would be evicted within a day."""
+    v = rendered(authenticator, tls)
+    volumes = _volumes_anywhere(v)
+    assert volumes, "no volumes found at all: the walk is wrong"
+    assert [vol["name"] for vol in volumes if "ephemeral" in vol or "csi" in vol] == []
+    text = json.dumps(v)
+    assert "secrets.stackable.tech" not in text and "autoTls" not in text
+    ca_volumes = [vol for vol in volumes if vol["name"] == "datalab-ca"]
+    assert len(ca_volumes) == (2 if authenticator == "generic-oauth" else 1)  # hub (OAuth only) + singleuser
+    assert all(vol["configMap"]["name"] == "datalab-ca" for vol in ca_volumes)
+
+
+def test_memory_choices_written_gb_are_shown_as_the_gib_they_are(results):
+    """KubeSpawner's "2G" is 2 GiB: "2 GB" (the old spelling) is accepted for compatibility, shown as "2 GiB",
+    and the run warns to write GiB."""
+    v = values_of(results, "legacy-gb")
+    options = v["singleuser"]["profileList"][0]["profile_options"]
+    memory = options["memory"]["choices"]
+    assert {name: (c["display_name"], c["kubespawner_override"]["mem_limit"]) for name, c in memory.items()} == {
+        "2 GiB": ("2 GiB", "2G"), "8 GiB": ("8 GiB", "8G"), "16 GiB": ("16 GiB", "16G")}
+    order = json.loads(v["hub"]["extraEnv"]["DATALAB_PROFILE_ORDER"])[0]["options"]
+    assert dict(order)["memory"] == ["2 GiB", "8 GiB", "16 GiB"]
+    output = results["legacy-gb"]["output"]
+    warning = [line for line in output.splitlines() if "are written" in line and "KubeSpawner gives GiB" in line]
+    assert warning and "['2 GB', ' 16GB ']" in warning[0], output[-3000:]
+
+
+def image_references(values):
+    """Every image the values name: {path: reference}, from chart image blocks (name + tag), containers'
+    `image` strings and the profiles' kubespawner_override."""
+    found = {}
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            image = node.get("image")
+            if isinstance(image, dict) and "name" in image:
+                found[path + ".image"] = "%s:%s" % (image["name"], image.get("tag", ""))
+            elif isinstance(image, str):
+                found[path + ".image"] = image
+            for key, value in node.items():
+                if key != "image":
+                    walk(value, f"{path}.{key}")
+        elif isinstance(node, list):
+            for i, item in enumerate(node):
+                walk(item, f"{path}[{i}]")
+    walk(values, "")
+    return found
+
+
+def test_production_values_take_every_image_from_the_mirror(results):
+    """inventories/production: the hub, proxy, network tools, secret sync, pre-puller, pause and user-scheduler
+    images of the chart, the notebook images and the executor image all come from the internal registry; the hub
+    database and the home volumes get the inventory's StorageClass."""
+    v = values_of(results, "production")
+    images = image_references(v)
+    expected_blocks = {".hub.image", ".proxy.chp.image", ".proxy.traefik.image", ".proxy.secretSync.image",
+                       ".singleuser.networkTools.image", ".prePuller.hook.image", ".prePuller.pause.image",
+                       ".scheduling.userPlaceholder.image", ".scheduling.userScheduler.image", ".singleuser.image"}
+    assert expected_blocks <= set(images), sorted(images)
+    not_mirrored = {path: ref for path, ref in images.items() if not ref.startswith(REGISTRY)}
+    assert not not_mirrored
+    assert v["hub"]["image"] == {"name": MIRROR + "jupyterhub/k8s-hub", "tag": "4.4.0"}
+    assert v["scheduling"]["userPlaceholder"]["image"] == v["prePuller"]["pause"]["image"] == {
+        "name": MIRROR + "k8s/pause", "tag": "3.10.1"}
+    assert v["hub"]["db"]["pvc"]["storageClassName"] == "fast-ssd"
+    assert v["singleuser"]["storage"]["dynamic"]["storageClass"] == "fast-ssd"
+
+
+def test_chart_images_default_to_the_chart_and_keep_digests(results):
+    default = values_of(results, "generic-oauth-self_signed")
+    assert "image" not in default["hub"] and "chp" not in default["proxy"]
+    assert "storageClassName" not in default["hub"]["db"]["pvc"] and "dynamic" not in default["singleuser"]["storage"]
+    digest = "sha256:" + "b" * 64
+    v = values_of(results, "chart-image-digest")
+    assert v["proxy"]["chp"]["image"] == {"name": "registry.example.com:5000/chp", "tag": "5.2.0@" + digest}

@@ -1,4 +1,4 @@
-"""Unit tests for the realm diff/reconcile logic (plugins/module_utils/keycloak_realm.py).
+"""Unit tests for the realm diff/reconcile logic (plugins/module_utils/keycloak_realm*.py, keycloak_compare.py).
 
 No Keycloak: the importer is driven by a fake admin client that answers from a canned realm and
 records every write.
@@ -17,9 +17,12 @@ COLLECTIONS = REPO / ".collections"
 if (COLLECTIONS / "ansible_collections" / "datalab" / "notebooks").exists() and str(COLLECTIONS) not in sys.path:
     sys.path.insert(0, str(COLLECTIONS))
 
+from ansible_collections.datalab.notebooks.plugins.module_utils import keycloak_compare as kc  # noqa: E402
 from ansible_collections.datalab.notebooks.plugins.module_utils import keycloak_realm as kr  # noqa: E402
+from ansible_collections.datalab.notebooks.plugins.module_utils import keycloak_realm_rep as krep  # noqa: E402
+from ansible_collections.datalab.notebooks.plugins.module_utils import keycloak_realm_sync as ksync  # noqa: E402
 from ansible_collections.datalab.notebooks.plugins.module_utils.keycloak_admin import (  # noqa: E402
-    KeycloakAdmin, KeycloakError)
+    AdminVerbs, KeycloakAdmin, KeycloakError)
 
 DEMO = REPO / "tests" / "fixtures" / "realm-demo.json"
 
@@ -36,7 +39,7 @@ DEMO = REPO / "tests" / "fixtures" / "realm-demo.json"
     ([{"name": "a", "v": 1}, {"name": "b"}], [{"name": "b", "x": 0}, {"name": "a", "v": 1}]),
 ])
 def test_same_true(desired, current):
-    assert kr.same(desired, current)
+    assert kc.same(desired, current)
 
 
 @pytest.mark.parametrize("desired,current", [
@@ -48,13 +51,13 @@ def test_same_true(desired, current):
     (True, "false"),
 ])
 def test_same_false(desired, current):
-    assert not kr.same(desired, current)
+    assert not kc.same(desired, current)
 
 
 def test_field_delta_narrows_to_what_differs():
     desired = {"email": "a@x", "attributes": {"department": ["risk"], "site": ["ams"]}, "id": "ignored"}
     current = {"email": "a@x", "attributes": {"department": ["compliance"], "site": ["ams"]}, "id": "other"}
-    before, after = kr.field_delta(desired, current, ignore=("id",))
+    before, after = kc.field_delta(desired, current, ignore=("id",))
     assert before == {"attributes": {"department": ["compliance"]}}
     assert after == {"attributes": {"department": ["risk"]}}
 
@@ -63,7 +66,7 @@ def test_mask_hides_secrets_but_not_data():
     rep = {"clientId": "hub", "secret": "s3cr3t", "attributes": {"value": "visible"},
            "credentials": [{"type": "password", "value": "pw", "temporary": False}],
            "smtpServer": {"password": "mail", "host": "smtp"}}
-    masked = kr.mask(rep)
+    masked = kc.mask(rep)
     text = json.dumps(masked)
     for secret in ("s3cr3t", '"pw"', '"mail"'):
         assert secret not in text
@@ -74,14 +77,14 @@ def test_mask_hides_secrets_but_not_data():
 
 
 def test_multi_and_single_attrs():
-    assert kr.multi_attrs({"a": "x", "b": ["1", 2], "c": True, "d": None}) == {
+    assert kc.multi_attrs({"a": "x", "b": ["1", 2], "c": True, "d": None}) == {
         "a": ["x"], "b": ["1", "2"], "c": ["true"], "d": []}
-    assert kr.single_attrs({"a": False, "b": 3, "c": None}) == {"a": "false", "b": "3"}
+    assert kc.single_attrs({"a": False, "b": 3, "c": None}) == {"a": "false", "b": "3"}
 
 
 def test_walk_groups_gives_paths_parents_first():
     groups = [{"name": "A", "subGroups": [{"name": "B", "subGroups": [{"name": "C"}]}]}, {"name": "D"}]
-    assert [(p, parent) for p, _g, parent in kr.walk_groups(groups)] == [
+    assert [(p, parent) for p, _g, parent in kc.walk_groups(groups)] == [
         ("/A", ""), ("/A/B", "/A"), ("/A/B/C", "/A/B"), ("/D", "")]
 
 
@@ -97,34 +100,34 @@ def test_walk_groups_gives_paths_parents_first():
     ({"realm": "x", "users": [{"username": "u", "groups": "/A"}]}, "groups must be a list"),
 ])
 def test_load_realm_rejects_bad_input(data, fragment):
-    with pytest.raises(kr.RealmError) as exc:
-        kr.load_realm(data)
+    with pytest.raises(krep.RealmError) as exc:
+        krep.load_realm(data)
     assert fragment in str(exc.value)
     assert "\n" not in str(exc.value)
 
 
 def test_load_realm_applies_name_override_without_touching_input():
     data = {"realm": "a"}
-    assert kr.load_realm(data, "b")["realm"] == "b"
+    assert krep.load_realm(data, "b")["realm"] == "b"
     assert data["realm"] == "a"
 
 
 def test_read_realm_file_errors(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{ not json")
-    with pytest.raises(kr.RealmError, match="is not valid JSON"):
-        kr.read_realm_file(str(bad))
-    with pytest.raises(kr.RealmError, match="cannot read src"):
-        kr.read_realm_file(str(tmp_path / "missing.json"))
+    with pytest.raises(krep.RealmError, match="is not valid JSON"):
+        krep.read_realm_file(str(bad))
+    with pytest.raises(krep.RealmError, match="cannot read src"):
+        krep.read_realm_file(str(tmp_path / "missing.json"))
 
 
 def test_demo_fixture_is_valid():
-    rep = kr.load_realm(kr.read_realm_file(str(DEMO)))
+    rep = krep.load_realm(krep.read_realm_file(str(DEMO)))
     assert rep["realm"] == "demo"
     assert len(rep["users"]) == 7
     assert all(u["email"] == u["username"] + "@knab.com" for u in rep["users"])
-    assert kr.count_groups(rep["groups"]) == 5
-    assert kr.user_profile_config(rep)["unmanagedAttributePolicy"] == "ENABLED"
+    assert krep.count_groups(rep["groups"]) == 5
+    assert krep.user_profile_config(rep)["unmanagedAttributePolicy"] == "ENABLED"
     client = rep["clients"][0]
     assert client["redirectUris"] == ["http://127.0.1.3:31095/hub/oauth_callback"]
     assert client["publicClient"] is False and client["secret"]
@@ -132,15 +135,20 @@ def test_demo_fixture_is_valid():
 
 def test_creation_payload_drops_unmanaged_types():
     rep = {"realm": "r", "users": [{"username": "u", "attributes": {"a": "1"}}], "clients": [{"clientId": "c"}]}
-    body = kr.creation_payload(rep, ("realm", "users"))
+    body = krep.creation_payload(rep, ("realm", "users"))
     assert "clients" not in body
     assert body["users"][0]["attributes"] == {"a": ["1"]}
 
 
 # --- the importer against a fake Keycloak -----------------------------------------------------------------
 
-class FakeApi:
-    """Answers reads from a canned realm; records writes."""
+PROFILE = {"attributes": [{"name": n} for n in ("username", "email", "firstName", "lastName")],
+           "groups": [{"name": "user-metadata"}]}
+
+
+class FakeApi(AdminVerbs):
+    """Answers reads from a canned realm and records writes, with KeycloakAdmin's interface (its verbs
+    are the client's own, on top of this request())."""
 
     def __init__(self, export=None, users=(), members=None, role_users=None, secrets=None, profile=None):
         self.export = export
@@ -152,10 +160,19 @@ class FakeApi:
         self.writes = []
         self.requests = 0
 
+    def clone(self):
+        """Another connection to the same fake Keycloak (the importer reads on several at once)."""
+        other = copy.copy(self)
+        other.requests = 0
+        return other
+
+    def close(self):
+        pass
+
     def request(self, method, path, query=None, body=None, missing_ok=False):
         self.requests += 1
         if method == "GET":
-            return self._get(path, missing_ok)
+            return self._get(path, query or {})
         if method == "POST" and path.endswith("/partial-export"):
             return copy.deepcopy(self.export)
         self.writes.append((method, path, copy.deepcopy(body)))
@@ -163,32 +180,27 @@ class FakeApi:
             return {"id": "new-%d" % len(self.writes)}
         return None
 
-    def _get(self, path, missing_ok):
+    def _get(self, path, query):
         if path == "/r":
             return None if self.export is None else {"realm": "r"}
         if path == "/r/users/profile":
-            return self.profile
+            return copy.deepcopy(self.profile)
         if path == "/r/users/count":
             return len(self.users)
         if path.endswith("/client-secret"):
             return {"type": "secret", "value": self.secrets.get(path.split("/")[3])}
-        raise AssertionError("unexpected GET " + path)
-
-    def get(self, path, query=None, missing_ok=False):
-        return self.request("GET", path, query=query, missing_ok=missing_ok)
-
-    def post(self, path, body=None, query=None):
-        return self.request("POST", path, query=query, body=body)
-
-    def paged(self, path, query=None, page=500):
-        self.requests += 1
         if path == "/r/users":
-            return copy.deepcopy(self.users)
-        if "/groups/" in path and path.endswith("/members"):
-            return self.members.get(path.split("/")[3], [])
-        if "/roles/" in path and path.endswith("/users"):
-            return self.role_users.get(path.split("/")[-2], [])
-        raise AssertionError("unexpected paged GET " + path)
+            items = copy.deepcopy(self.users)
+        elif "/groups/" in path and path.endswith("/members"):
+            items = self.members.get(path.split("/")[3], [])
+        elif "/roles/" in path and path.endswith("/users"):
+            items = self.role_users.get(path.split("/")[-2], [])
+        else:
+            raise AssertionError("unexpected GET " + path)
+        first = int(query.get("first", 0))
+        return items[first:first + int(query.get("max", len(items)))]
+
+    paged = KeycloakAdmin.paged
 
 
 def _export():
@@ -202,7 +214,7 @@ def _export():
                     "subGroups": [{"id": "g-ab", "name": "B", "path": "/A/B", "subGroups": [],
                                    "realmRoles": [], "clientRoles": {}}]},
                    {"id": "g-m", "name": "M", "path": "/M", "subGroups": [], "realmRoles": [], "clientRoles": {}}],
-        "clients": [{"id": "c-hub", "clientId": "hub", "publicClient": False, "secret": kr.SECRET_MASK,
+        "clients": [{"id": "c-hub", "clientId": "hub", "publicClient": False, "secret": kc.SECRET_MASK,
                      "redirectUris": ["http://a/cb"], "attributes": {"pkce.code.challenge.method": "S256"},
                      "defaultClientScopes": ["profile"]}],
         "clientScopes": [{"id": "s-profile", "name": "profile", "protocol": "openid-connect"}],
@@ -225,15 +237,23 @@ def _desired(**changes):
 
 
 def _fake(**kw):
+    # Dan's attribute is not declared: the realm keeps it as an unmanaged attribute.
+    kw.setdefault("profile", dict(PROFILE, unmanagedAttributePolicy="ADMIN_EDIT"))
     users = [{"id": "u-dan", "username": "dan", "email": "dan@x", "enabled": True,
               "attributes": {"dept": ["risk"]}, "userProfileMetadata": {"big": True}}]
     return FakeApi(export=_export(), users=users, members={"g-ab": [{"id": "u-dan"}]},
                    role_users={"admin": [{"id": "u-dan"}]}, secrets={"c-hub": "hub-secret"}, **kw)
 
 
+def _new_realm():
+    rep = _desired()
+    del rep["users"][0]["attributes"]
+    return rep
+
+
 def test_missing_realm_is_created_with_one_post():
     api = FakeApi(export=None)
-    res = kr.RealmImporter(api, _desired(), diff=True).run()
+    res = kr.RealmImporter(api, _new_realm(), diff=True).run()
     assert [(m, p) for m, p, _body in api.writes] == [("POST", "")]
     assert res.counts["created"]["users"] == 1 and res.counts["created"]["groups"] == 3
     assert res.changed
@@ -243,7 +263,7 @@ def test_missing_realm_is_created_with_one_post():
 
 def test_missing_realm_in_check_mode_writes_nothing():
     api = FakeApi(export=None)
-    res = kr.RealmImporter(api, _desired(), check_mode=True).run()
+    res = kr.RealmImporter(api, _new_realm(), check_mode=True).run()
     assert api.writes == [] and res.changed
 
 
@@ -314,7 +334,7 @@ def test_default_client_scopes_are_made_exact():
 
 
 def test_missing_users_are_created_by_partial_import_in_batches(monkeypatch):
-    monkeypatch.setattr(kr, "USER_BATCH", 2)
+    monkeypatch.setattr(ksync, "USER_BATCH", 2)
     rep = _desired(users=[{"username": "u%d" % i} for i in range(5)])
     api = _fake()
     res = kr.RealmImporter(api, rep).run()
@@ -371,7 +391,7 @@ def test_manage_limits_what_is_touched():
 def test_unknown_group_reference_is_a_clear_error():
     rep = _desired()
     rep["users"][0]["groups"] = ["/Nope"]
-    with pytest.raises(KeycloakError, match="group /Nope, which neither the realm nor the file defines"):
+    with pytest.raises(krep.RealmError, match="group /Nope, which neither the realm nor the file defines"):
         kr.RealmImporter(_fake(), rep).run()
 
 
@@ -381,6 +401,123 @@ def test_update_passwords_resets_and_masks():
     ((method, path, body),) = api.writes
     assert path == "/r/users/u-dan/reset-password" and body["value"] == "pw"
     assert '"pw"' not in json.dumps(res.as_dict())
+
+
+# --- users' attributes and the declarative user profile -------------------------------------------------
+
+def test_undeclared_attributes_against_default_and_given_profile():
+    users = [{"username": "a", "attributes": {"dept": "x", "email": "a@x", "empty": []}},
+             {"username": "b", "attributes": {"dept": ["y"]}}]
+    assert krep.undeclared_attributes(users, None) == {"dept": ["a", "b"]}
+    declared = {"attributes": PROFILE["attributes"] + [{"name": "dept"}]}
+    assert krep.undeclared_attributes(users, declared) == {}
+
+
+def test_unmanaged_policy_fail_names_attributes_users_and_option():
+    users = [{"username": "u%d" % i, "attributes": {"dept": "x"}} for i in range(5)]
+    with pytest.raises(krep.RealmError) as exc:
+        krep.unmanaged_policy(users, PROFILE, "fail", "r")
+    msg = str(exc.value)
+    assert "dept (users u0, u1, u2 and 2 more)" in msg and "unmanaged_attributes=admin_edit" in msg
+    assert "\n" not in msg
+
+
+def test_unmanaged_policy_choices_and_writable_profiles():
+    users = [{"username": "a", "attributes": {"dept": "x"}}]
+    assert krep.unmanaged_policy(users, PROFILE, "admin_edit", "r") == "ADMIN_EDIT"
+    assert krep.unmanaged_policy(users, None, "enabled", "r") == "ENABLED"
+    assert krep.unmanaged_policy(users, dict(PROFILE, unmanagedAttributePolicy="ADMIN_EDIT"), "fail", "r") is None
+    assert krep.unmanaged_policy([{"username": "a"}], PROFILE, "fail", "r") is None
+    # the server's ADMIN_VIEW is replaced on request; the file's own ADMIN_VIEW is not
+    assert krep.unmanaged_policy(users, dict(PROFILE, unmanagedAttributePolicy="ADMIN_VIEW"), "enabled", "r") \
+        == "ENABLED"
+    with pytest.raises(krep.RealmError, match="the file's profile sets unmanagedAttributePolicy ADMIN_VIEW"):
+        krep.unmanaged_policy(users, dict(PROFILE, unmanagedAttributePolicy="ADMIN_VIEW"), "enabled", "r",
+                              from_file=True)
+
+
+def test_undeclared_attributes_fail_before_any_write():
+    api = _fake(profile=PROFILE)
+    rep = _desired(displayName="Other")
+    with pytest.raises(krep.RealmError, match="dept \\(users Dan\\)"):
+        kr.RealmImporter(api, rep).run()
+    assert api.writes == []
+
+
+def test_undeclared_attributes_set_the_policy_before_users_and_converge():
+    api = _fake(profile=PROFILE)
+    res = kr.RealmImporter(api, _desired(), unmanaged_attributes="admin_edit", diff=True).run()
+    assert [(m, p) for m, p, _body in api.writes] == [("PUT", "/r/users/profile")]
+    assert api.writes[0][2] == dict(PROFILE, unmanagedAttributePolicy="ADMIN_EDIT")
+    assert res.changes == ["updated realm/r (userProfile)"]
+    api = _fake(profile=dict(PROFILE, unmanagedAttributePolicy="ADMIN_EDIT"))
+    res = kr.RealmImporter(api, _desired(), unmanaged_attributes="admin_edit").run()
+    assert api.writes == [] and not res.changed
+
+
+def test_policy_is_set_even_when_only_users_are_managed():
+    api = _fake(profile=PROFILE)
+    res = kr.RealmImporter(api, _desired(), manage=("users",), unmanaged_attributes="enabled").run()
+    assert [(m, p) for m, p, _body in api.writes] == [("PUT", "/r/users/profile")]
+    assert res.counts["updated"]["realm"] == 1 and res.counts["unchanged"]["users"] == 1
+
+
+def test_profile_in_the_file_is_applied_with_the_chosen_policy_and_then_unchanged():
+    declared = {"attributes": PROFILE["attributes"] + [{"name": "dept"}]}
+    rep = _desired(components={krep.USER_PROFILE_PROVIDER: [{"config": {krep.USER_PROFILE_KEY: [json.dumps(declared)]}}]})
+    api = _fake(profile=PROFILE)
+    res = kr.RealmImporter(api, rep).run()   # dept is declared: no policy needed
+    assert api.writes == [("PUT", "/r/users/profile", declared)]
+    assert res.changes == ["updated realm/r (userProfile)"]
+    api = _fake(profile=declared)
+    assert not kr.RealmImporter(api, rep).run().changed and api.writes == []
+
+
+def test_new_realm_with_undeclared_attributes():
+    with pytest.raises(krep.RealmError, match="does not declare: dept"):
+        kr.RealmImporter(FakeApi(export=None), _desired()).run()
+    api = FakeApi(export=None, profile=PROFILE)
+    res = kr.RealmImporter(api, _desired(), unmanaged_attributes="admin_edit").run()
+    assert [(m, p) for m, p, _body in api.writes] == [("POST", ""), ("PUT", "/r/users/profile")]
+    assert api.writes[1][2]["unmanagedAttributePolicy"] == "ADMIN_EDIT"
+    assert res.counts["created"]["realm"] == 1
+
+
+# --- state: absent ----------------------------------------------------------------------------------------
+
+def test_delete_existing_realm_and_missing_realm_is_unchanged():
+    api = _fake()
+    res = kr.RealmImporter(api, {"realm": "r"}, diff=True).delete()
+    assert api.writes == [("DELETE", "/r", None)]
+    assert res.changes == ["deleted realm/r"] and res.counts["deleted"]["realm"] == 1 and res.changed
+    api = FakeApi(export=None)
+    res = kr.RealmImporter(api, {"realm": "r"}).delete()
+    assert api.writes == [] and not res.changed
+
+
+def test_delete_in_check_mode_writes_nothing():
+    api = _fake()
+    res = kr.RealmImporter(api, {"realm": "r"}, check_mode=True).delete()
+    assert api.writes == [] and res.changed
+
+
+def test_a_client_scope_the_realm_lacks_is_a_data_error():
+    rep = _desired()
+    rep["clients"][0]["defaultClientScopes"] = ["profile", "nope"]
+    with pytest.raises(krep.RealmError, match="client hub lists default client scope 'nope'"):
+        kr.RealmImporter(_fake(), rep).run()
+
+
+def test_connection_spec_matches_the_doc_fragment():
+    import yaml
+    from ansible_collections.datalab.notebooks.plugins.doc_fragments.keycloak import ModuleDocFragment
+    from ansible_collections.datalab.notebooks.plugins.module_utils.keycloak_admin import CONNECTION_ARG_SPEC
+
+    options = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)["options"]
+    assert set(options) == set(CONNECTION_ARG_SPEC)
+    for name, spec in CONNECTION_ARG_SPEC.items():
+        assert (options[name]["type"], options[name].get("default"), options[name].get("required", False)) == \
+            (spec["type"], spec.get("default"), spec.get("required", False)), name
 
 
 # --- the HTTP client's input checks (no network) ---------------------------------------------------------

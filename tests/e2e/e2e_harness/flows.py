@@ -44,7 +44,7 @@ def admin_link(page):
 
 
 def choose_profile(page, choices: dict[str, str]) -> None:
-    """Select each profile option by its choice key, e.g. {"cpu": "2", "memory": "4 GB"}."""
+    """Select each profile option by its choice key, e.g. {"cpu": "2", "memory": "4 GiB"}."""
     for option, value in choices.items():
         select = page.locator(f"select[name$='--{option}']")
         assert select.count() == 1, f"the spawn form has no (single) select for option {option!r}"

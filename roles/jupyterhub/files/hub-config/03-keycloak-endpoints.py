@@ -1,9 +1,11 @@
 # 03-keycloak-endpoints (datalab.notebooks)
 #
 # GenericOAuthenticator settings that are only known in the cluster:
-# - the Keycloak endpoints, from the address the keycloak role published in
-#   ConfigMap keycloak-address (KEYCLOAK_NODEPORT_URL = "<node ip>:<node port>",
-#   or the public host[:port] when Keycloak sits behind an Ingress);
+# - the Keycloak endpoints, from the addresses the keycloak role published in
+#   ConfigMap keycloak-address: the browser goes to KEYCLOAK_NODEPORT_URL ("<node ip>:<node port>",
+#   or the public host[:port] when Keycloak sits behind an Ingress) to log in; the hub's own calls
+#   (token, userinfo) go to KEYCLOAK_SERVICE_URL, the Service's cluster DNS name, which stays valid
+#   when Keycloak moves to another node (without it, to the browser's address);
 # - the client id and secret, from Secret jupyterhub-oauth-client through the
 #   environment, so the secret never sits in the Helm values;
 # - the callback URL, ASSIGNED (the reference wrote `oauth_callback_url: ...`, an
@@ -29,6 +31,8 @@ def datalab_oauth_settings(environ):
     base = address if "://" in address else f"https://{address}"
     realm = get("KEYCLOAK_REALM") or "demo"
     oidc = f"{base.rstrip('/')}/realms/{realm}/protocol/openid-connect"
+    service = get("KEYCLOAK_SERVICE_URL")
+    backchannel = f"{service.rstrip('/')}/realms/{realm}/protocol/openid-connect" if service else oidc
 
     callback = get("OAUTH_CALLBACK_URL")
     if not callback:
@@ -47,8 +51,8 @@ def datalab_oauth_settings(environ):
         "client_id": get("OAUTH_CLIENT_ID") or "jupyterhub",
         "client_secret": client_secret,
         "authorize_url": f"{oidc}/auth",
-        "token_url": f"{oidc}/token",
-        "userdata_url": f"{oidc}/userinfo",
+        "token_url": f"{backchannel}/token",
+        "userdata_url": f"{backchannel}/userinfo",
         "oauth_callback_url": callback,
     }
 

@@ -7,7 +7,7 @@
 #   [{"display_name": <profile>, "options": [[<option>, [<choice>, ...]], ...]}, ...]
 # Options and choices are put back in that order. What the order does not name (a
 # profile, option or choice added through jupyterhub_extra_values) follows, choices in
-# numeric order when every name starts with a number ("4 GB"), otherwise as they came.
+# numeric order when every name starts with a number ("4 GiB"), otherwise as they came.
 # `c` is the hub configuration, defined by the jupyterhub_config.py that executes this snippet.
 # pylint: disable=undefined-variable
 import json
