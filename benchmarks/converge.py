@@ -92,12 +92,12 @@ def uninstall(env: dict, hosts: dict[str, dict]) -> float:
     return time.monotonic() - t0
 
 
-def converge(env: dict, log: Path, playbook: str = "site.yml") -> dict:
-    """One `ansible-playbook site.yml`, timed, with the JSON callback's per-task durations."""
-    run_env = {**env, "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+def converge(env: dict, log: Path, playbook: str = "site.yml", root: Path = REPO) -> dict:
+    """One `ansible-playbook site.yml` in checkout `root`, timed, with the JSON callback's per-task durations."""
+    run_env = {**env, "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", "ANSIBLE_CONFIG": str(root / "ansible.cfg"),
                "ANSIBLE_JSON_INDENT": "0"}
     t0 = time.monotonic()
-    proc = subprocess.run([str(BIN / "ansible-playbook"), playbook, "-i", INVENTORY], cwd=REPO, env=run_env,
+    proc = subprocess.run([str(BIN / "ansible-playbook"), playbook, "-i", INVENTORY], cwd=root, env=run_env,
                           capture_output=True, text=True, check=False)
     wall = time.monotonic() - t0
     log.write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
@@ -148,6 +148,37 @@ PROBE = """\
         name: default
         kubeconfig: "{{ datalab_kubeconfig | default(omit, true) }}"
       loop: "{{ range(10) | list }}"
+"""
+
+
+# The floor of a no-op rerun (issue 16): the same hosts, one play, one task that reads every object of
+# the install (every kind the roles write, by the install's label, and the cluster-scoped policy) with the
+# in-process lookup, and does nothing else.
+FLOOR = """\
+- name: Read every object of an install, nothing else (the floor of a no-op rerun)
+  hosts: notebook_platform
+  gather_facts: false
+  vars:
+    _auth: "{{ {'kubeconfig': datalab_kubeconfig | default(''), 'context': datalab_context | default('')}
+               | dict2items | selectattr('value') | items2dict }}"
+    _selector: "app.kubernetes.io/instance={{ datalab_instance | default(datalab_namespace, true) }}"
+  tasks:
+    - name: Read the install's objects with one lookup task
+      ansible.builtin.set_fact:
+        _floor_objects: >-
+          {%- set found = [] -%}
+          {%- for api_version, kind in [['v1', 'Namespace'], ['v1', 'Secret'], ['v1', 'ConfigMap'], ['v1', 'Service'],
+                                       ['v1', 'ServiceAccount'], ['v1', 'PersistentVolumeClaim'], ['apps/v1', 'Deployment'],
+                                       ['batch/v1', 'Job'], ['rbac.authorization.k8s.io/v1', 'Role'],
+                                       ['rbac.authorization.k8s.io/v1', 'RoleBinding']] -%}
+          {%-   set scope = {} if kind == 'Namespace' else {'namespace': datalab_namespace} -%}
+          {%-   set _ = found.extend(query('kubernetes.core.k8s', api_version=api_version, kind=kind,
+                                           label_selector=_selector, **(_auth | combine(scope)))) -%}
+          {%- endfor -%}
+          {%- set _ = found.extend(query('kubernetes.core.k8s', api_version='admissionregistration.k8s.io/v1',
+                                         kind='ValidatingAdmissionPolicy', label_selector=_selector, **_auth)) -%}
+          {{ found | length }}
+      no_log: true
 """
 
 
@@ -250,26 +281,115 @@ def table(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_doc(section: str) -> None:
-    """Replace only the section "## Converge" of docs/benchmarks.md (another owner writes "## Realm import")."""
+def write_doc(section: str, heading: str = "## Converge") -> None:
+    """Replace only the section `heading` of docs/benchmarks.md (another owner writes "## Realm import")."""
     if DOC.exists():
         text = DOC.read_text()
     else:
         text = "# Benchmarks\n\n`make bench` runs them; raw results are in `benchmarks/results/`.\n\n" \
                "## Converge\n\n## Realm import\n\n(not measured yet)\n"
-    m = re.search(r"^## Converge[^\n]*\n", text, flags=re.M)
+    m = re.search("^" + re.escape(heading) + r"\n", text, flags=re.M)
     if not m:
-        text = text.rstrip("\n") + "\n\n## Converge\n"
-        m = re.search(r"^## Converge[^\n]*\n", text, flags=re.M)
+        text = text.rstrip("\n") + "\n\n" + heading + "\n"
+        m = re.search("^" + re.escape(heading) + r"\n", text, flags=re.M)
     nxt = re.search(r"^## ", text[m.end():], flags=re.M)
     end = m.end() + nxt.start() if nxt else len(text)
     DOC.write_text(text[:m.end()] + "\n" + section + ("\n" if nxt else "") + text[end:])
+
+
+def worktree(ref: str, where: Path) -> Path:
+    """A checkout of `ref` that runs as the collection (the link `make setup` makes)."""
+    subprocess.run(["git", "worktree", "add", "--detach", str(where), ref], cwd=REPO, check=True,
+                   capture_output=True, text=True)
+    link = where / ".collections" / "ansible_collections" / "datalab" / "notebooks"
+    link.parent.mkdir(parents=True)
+    link.symlink_to("../../..")
+    return where
+
+
+def compare(args, env: dict, logs: Path, tmp: Path) -> dict:
+    """Issue 16: no-op reruns of `args.baseline` and of this checkout, alternating on one installed
+    platform, and the read-only floor, `args.runs` rounds; every rerun must report changed=0."""
+    base_root = worktree(args.baseline, tmp / "baseline")
+    base_rev = subprocess.run(["git", "rev-parse", "--short", args.baseline], cwd=REPO, capture_output=True,
+                              text=True, check=True).stdout.strip()
+    here_rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                              text=True, check=True).stdout.strip()
+    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                                capture_output=True, text=True, check=True).stdout.strip())
+    floor_book = tmp / "floor.yml"
+    floor_book.write_text(FLOOR)
+    try:
+        hosts = inventory_hosts(env)
+        say(f"compare: baseline {base_rev} vs this checkout {here_rev}{' (modified)' if dirty else ''}; "
+            f"hosts {', '.join(hosts)}")
+        uninstall(env, hosts)
+        first = converge(env, logs / "first.log")
+        say(f"first converge {first['wall_s']:.1f}s; settling both checkouts ...")
+        settle = [converge(env, logs / "settle-base.log", root=base_root), converge(env, logs / "settle-here.log")]
+        rows = {"baseline": [], "here": [], "floor": []}
+        for i in range(1, args.runs + 1):
+            rows["baseline"].append(converge(env, logs / f"base-{i}.log", root=base_root))
+            rows["here"].append(converge(env, logs / f"here-{i}.log"))
+            rows["floor"].append(converge(env, logs / f"floor-{i}.log", playbook=str(floor_book)))
+            say(f"round {i}: baseline {rows['baseline'][-1]['wall_s']:.1f}s, this checkout "
+                f"{rows['here'][-1]['wall_s']:.1f}s, floor {rows['floor'][-1]['wall_s']:.1f}s")
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(base_root)], cwd=REPO, check=False,
+                       capture_output=True)
+    med = {k: statistics.median(r["wall_s"] for r in v) for k, v in rows.items()}
+    return {
+        "benchmark": "converge-compare", "runs": args.runs, "inventory": INVENTORY, "hosts": list(hosts),
+        "baseline": {"ref": args.baseline, "rev": base_rev}, "here": {"rev": here_rev, "modified": dirty},
+        "first_converge_s": first["wall_s"], "settle_changed": [r["changed"] for r in settle],
+        "noop_s": {k: {"median": med[k], "all": [r["wall_s"] for r in v]} for k, v in rows.items()},
+        "changed": {k: [r["changed"] for r in v] for k, v in rows.items()},
+        "tasks_run": {k: [r["tasks_run"] for r in v] for k, v in rows.items()},
+        "ratio_here_baseline": med["here"] / med["baseline"],
+        "ratio_here_floor": med["here"] / med["floor"],
+        "goals": {"half_of_baseline": med["here"] <= 0.5 * med["baseline"],
+                  "twice_the_floor": med["here"] <= 2 * med["floor"],
+                  "noop": not any(r["changed"] for r in rows["baseline"] + rows["here"])},
+        "here_slowest": sorted(rows["here"], key=lambda r: r["wall_s"])[len(rows["here"]) // 2]["slowest"],
+        "here_by_file": sorted(rows["here"], key=lambda r: r["wall_s"])[len(rows["here"]) // 2]["by_file"],
+    }
+
+
+def compare_table(r: dict) -> str:
+    n = r["noop_s"]
+    here = f"this checkout ({r['here']['rev']}{' + changes' if r['here']['modified'] else ''})"
+    lines = [
+        f"Measured {r['when']} on {r['machine']['nproc']} cores, test bed ({r['testbed']}), inventory `{INVENTORY}` "
+        f"({len(r['hosts'])} hosts: {', '.join(r['hosts'])}), one installed platform; per round the no-op rerun of "
+        f"`{r['baseline']['ref']}` ({r['baseline']['rev']}, a git worktree), then of {here}, then the floor; "
+        f"{r['runs']} rounds, medians. Command: `python benchmarks/converge.py --baseline {r['baseline']['ref']}`, "
+        f"raw data in `benchmarks/results/converge-compare.json`. Load average {r['machine']['loadavg_start'][0]:.1f} "
+        f"at the start, {r['machine']['loadavg_end'][0]:.1f} at the end.",
+        "",
+        "| | median | all runs | tasks run | changed |",
+        "|---|---|---|---|---|",
+    ]
+    names = {"baseline": f"no-op rerun, {r['baseline']['ref']} ({r['baseline']['rev']})", "here": f"no-op rerun, {here}",
+             "floor": "floor: one task reading every object of the install"}
+    for k in ("baseline", "here", "floor"):
+        lines.append(f"| {names[k]} | {n[k]['median']:.1f} s | {', '.join(f'{x:.1f}' for x in n[k]['all'])} | "
+                     f"{r['tasks_run'][k][0]} | {', '.join(str(c) for c in r['changed'][k])} |")
+    lines += ["", f"Ratios of the medians: this checkout / baseline = {r['ratio_here_baseline']:.2f} (goal <= 0.5: "
+                  f"{_met(r['goals']['half_of_baseline'])}); this checkout / floor = {r['ratio_here_floor']:.2f} "
+                  f"(goal <= 2: {_met(r['goals']['twice_the_floor'])}).",
+              "", "Ten slowest tasks of this checkout's median rerun (all hosts of a task together):", "",
+              "| seconds | play / task |", "|---|---|"]
+    lines += [f"| {t['seconds']:.1f} | {t['play']} / {t['task']} |" for t in r["here_slowest"]]
+    return "\n".join(lines) + "\n"
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--testbed", choices=["private", "current"], default="private")
+    ap.add_argument("--baseline", metavar="REF",
+                    help="time only no-op reruns: REF's (a git worktree) and this checkout's, alternating, "
+                         "and the read-only floor (issue 16); writes converge-compare.json")
     args = ap.parse_args()
 
     tmp = tempfile.TemporaryDirectory(prefix="datalab-bench-converge-")
@@ -280,6 +400,30 @@ def main() -> int:
     logs = Path(tmp.name) / "logs"
     logs.mkdir()
     started_cluster = "cluster started" in testbed("cluster-up", env)
+    if args.baseline:
+        try:
+            testbed("platform-images", env)
+            load_start = os.getloadavg()
+            result = compare(args, env, logs, Path(tmp.name))
+            result.update(testbed=args.testbed, when=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                          machine={"nproc": os.cpu_count(), "loadavg_start": load_start,
+                                   "loadavg_end": os.getloadavg()})
+        except SystemExit:
+            keep = Path(tempfile.mkdtemp(prefix="datalab-bench-converge-logs-"))
+            for f in logs.glob("*"):
+                (keep / f.name).write_text(f.read_text())
+            say(f"logs kept in {keep}")
+            raise
+        finally:
+            if started_cluster:
+                testbed("cluster-down", env)
+            tmp.cleanup()
+        out = RESULTS.with_name("converge-compare.json")
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        write_doc(compare_table(result), heading="## Converge: no-op rerun against the baseline and the floor")
+        print(json.dumps({k: result[k] for k in ("noop_s", "ratio_here_baseline", "ratio_here_floor", "goals")},
+                         indent=2))
+        return 0
     try:
         testbed("platform-images", env)  # built and imported before the clock runs: "images cached"
         load_start = os.getloadavg()

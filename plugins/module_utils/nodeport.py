@@ -20,6 +20,19 @@ NODEPORT_SERVICE_TYPES = ("NodePort", "LoadBalancer")
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 POLL_INTERVAL = 2.0
 
+# The options of nodeport_address (module and action plugin), without the connection options
+# (k8s_connection.CONNECTION_ARG_SPEC).
+ARGUMENT_SPEC = dict(
+    name=dict(type="str", required=True),
+    namespace=dict(type="str", required=True),
+    port=dict(type="str"),
+    address_types=dict(type="list", elements="str", choices=list(NODE_ADDRESS_TYPES),
+                       default=list(DEFAULT_ADDRESS_TYPES)),
+    scheme=dict(type="str", default="https"),
+    wait=dict(type="bool", default=False),
+    wait_timeout=dict(type="int", default=120),
+)
+
 
 class NodePortError(Exception):
     """The Service cannot be reached through a node port; the message says why."""
@@ -222,3 +235,12 @@ def discover(get_json, namespace, name, port=None, address_types=DEFAULT_ADDRESS
             if remaining <= 0:
                 raise NoReadyEndpoint("%s after waiting %ss" % (exc, wait_timeout))
             sleep(min(POLL_INTERVAL, remaining))
+
+
+def discover_with(get_json, params):
+    """`discover` with the options of nodeport_address (ARGUMENT_SPEC), as the module and the action pass them."""
+    if not params["address_types"]:
+        raise NodePortError("address_types must name at least one node address type")
+    return discover(get_json, params["namespace"], params["name"], port=params["port"],
+                    address_types=params["address_types"], scheme=params["scheme"],
+                    wait_timeout=params["wait_timeout"] if params["wait"] else 0)

@@ -19,6 +19,9 @@ description:
     that preference, then by node name, and the first one is returned. The result is the same for the
     same cluster state, whatever order the API lists objects in.
   - Reads only; never changes the cluster.
+  - Runs as an action plugin in the controller's process (like the C(kubernetes.core.k8s) lookup), so it starts no
+    module and the Python of the target host needs no C(kubernetes) library; the API server is reached from the
+    controller.
 author:
   - datalab.notebooks developers (!UNKNOWN)
 options:
@@ -63,26 +66,19 @@ options:
 extends_documentation_fragment:
   - datalab.notebooks.k8s_connection
   - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.actiongroups
   - ansible.builtin.action_common_attributes.flow
+  - datalab.notebooks.controller_action
+  - ansible.builtin.action_common_attributes.actiongroups
 attributes:
-  action:
-    support: none
   action_group:
     support: full
     membership:
       - datalab.notebooks.k8s
-  async:
-    support: full
-  bypass_host_loop:
-    support: none
   check_mode:
     support: full
   diff_mode:
     support: N/A
     details: The module changes nothing.
-  platform:
-    platforms: posix
 seealso:
   - name: Service type NodePort
     description: How Kubernetes exposes a Service on every node.
@@ -196,30 +192,15 @@ from ansible_collections.datalab.notebooks.plugins.module_utils import k8s_conne
 
 
 def main():
-    argument_spec = dict(
-        name=dict(type="str", required=True),
-        namespace=dict(type="str", required=True),
-        port=dict(type="str"),
-        address_types=dict(type="list", elements="str", choices=list(nodeport.NODE_ADDRESS_TYPES),
-                           default=list(nodeport.DEFAULT_ADDRESS_TYPES)),
-        scheme=dict(type="str", default="https"),
-        wait=dict(type="bool", default=False),
-        wait_timeout=dict(type="int", default=120),
-    )
-    argument_spec.update(k8s_connection.CONNECTION_ARG_SPEC)
+    argument_spec = dict(nodeport.ARGUMENT_SPEC, **k8s_connection.CONNECTION_ARG_SPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     if not k8s_connection.HAS_KUBERNETES:
         module.fail_json(msg=missing_required_lib("kubernetes"), exception=k8s_connection.KUBERNETES_IMPORT_ERROR)
 
     params = module.params
-    if not params["address_types"]:
-        module.fail_json(msg="address_types must name at least one node address type")
     try:
         with k8s_connection.api_client(params) as client:
-            result = nodeport.discover(
-                k8s_connection.make_get_json(client), params["namespace"], params["name"], port=params["port"],
-                address_types=params["address_types"], scheme=params["scheme"],
-                wait_timeout=params["wait_timeout"] if params["wait"] else 0)
+            result = nodeport.discover_with(k8s_connection.make_get_json(client), params)
     except (nodeport.NodePortError, k8s_connection.K8sConnectionError) as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(changed=False, **result)

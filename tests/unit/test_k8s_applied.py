@@ -326,3 +326,60 @@ def test_zero_values_the_api_server_omits():
     assert k8s_applied(manifest, [live])
     live["spec"]["template"]["spec"]["containers"][0]["securityContext"]["capabilities"]["add"] = ["NET_ADMIN"]
     assert not k8s_applied(manifest, [live])
+
+
+# --- the action plugin's decision (plugins/module_utils/k8s_apply_spec.py) ------------------------
+
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator  # noqa: E402
+
+from ansible_collections.datalab.notebooks.plugins.module_utils import k8s_apply_spec as spec  # noqa: E402
+
+
+def test_plan_skips_only_what_an_apply_would_not_change():
+    assert spec.plan(secret_manifest(), [secret_live()]) == "unchanged"
+    assert spec.plan(secret_manifest(), []) == "apply"
+    assert spec.plan(secret_manifest(data={"username": "YWRtaW4=", "password": "bmV3"}), [secret_live()]) == "apply"
+    assert spec.plan(secret_manifest(), [secret_live()], field_manager="someone-else") == "apply"
+
+
+def test_plan_with_wait_applies_a_deployment_that_is_not_ready():
+    assert spec.plan(deployment_manifest(), [deployment_live()], wait=True) == "unchanged"
+    assert spec.plan(deployment_manifest(), [deployment_live(ready=False)], wait=False) == "unchanged"
+    assert spec.plan(deployment_manifest(), [deployment_live(ready=False)], wait=True) == "apply"
+
+
+def test_plan_absent_deletes_only_what_exists():
+    assert spec.plan(secret_manifest(), [secret_live()], state="absent") == "delete"
+    assert spec.plan(secret_manifest(), [], state="absent") == "absent"
+    with pytest.raises(ValueError, match="at most one live object, got 2"):
+        spec.plan(secret_manifest(), [secret_live(), secret_live()])
+
+
+def test_parse_manifest_takes_one_object_and_names_what_is_missing():
+    text = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  namespace: demo\n"
+    assert spec.parse_manifest(text)["metadata"]["name"] == "a"
+    assert spec.identity(spec.parse_manifest(text)) == {"api_version": "v1", "kind": "ConfigMap", "name": "a",
+                                                        "namespace": "demo"}
+    assert spec.describe(spec.parse_manifest(text)) == "ConfigMap a in namespace demo"
+    with pytest.raises(ValueError, match="expected one object, got 2 YAML documents"):
+        spec.parse_manifest(text + "---\n" + text)
+    with pytest.raises(ValueError, match="has no kind, metadata.name"):
+        spec.parse_manifest("apiVersion: v1\nmetadata: {}\n")
+    with pytest.raises(ValueError, match="not valid YAML"):
+        spec.parse_manifest("a: [b\n")
+    with pytest.raises(ValueError, match="expected an object"):
+        spec.parse_manifest("- a\n")
+
+
+def test_arguments_need_exactly_one_source_per_object():
+    check = ArgumentSpecValidator(spec.APPLY_ARG_SPEC).validate
+    ok = check({"objects": [{"template": "a.yaml.j2"}, {"definition": {"kind": "x"}, "state": "absent"}]})
+    assert not ok.error_messages
+    assert ok.validated_parameters["objects"][0]["state"] == "present"
+    assert ok.validated_parameters["field_manager"] == "datalab-notebooks"
+    assert check({"objects": [{"state": "present"}]}).error_messages
+    assert check({"objects": [{"template": "a", "definition": {}}]}).error_messages
+    assert check({"objects": [{"template": "a", "state": "gone"}]}).error_messages
+    assert spec.check_auth({"kubeconfig": "/k", "context": ""}) == {"kubeconfig": "/k"}
+    with pytest.raises(ValueError, match="unknown connection option.*password"):
+        spec.check_auth({"password": "x"})

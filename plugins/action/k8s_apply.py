@@ -1,0 +1,102 @@
+# -*- coding: utf-8 -*-
+# Copyright: datalab.notebooks developers
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""Action plugin of datalab.notebooks.k8s_apply: the one way the roles write Kubernetes objects.
+
+For each object: render it (a role template or a definition), read the live object with the
+in-process kubernetes.core.k8s lookup, decide with module_utils.k8s_ownership whether a
+server-side apply would change anything, and only then start kubernetes.core.k8s, always with the
+same policy (field manager, force_conflicts, hidden managedFields).  A rerun that changes nothing
+starts no module at all.
+"""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleError
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.plugins.action import ActionBase
+from ansible.plugins.loader import lookup_loader
+
+from ansible_collections.datalab.notebooks.plugins.module_utils.k8s_apply_spec import (
+    APPLY_ARG_SPEC,
+    HIDDEN_FIELDS,
+    check_auth,
+    describe,
+    identity,
+    parse_manifest,
+    plan,
+)
+
+_LOOKUP = "kubernetes.core.k8s"
+_MODULE = "kubernetes.core.k8s"
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _VALID_ARGS = frozenset(APPLY_ARG_SPEC)
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        task_vars = task_vars or {}
+        validation = ArgumentSpecValidator(APPLY_ARG_SPEC).validate(self._task.args)
+        if validation.error_messages:
+            return dict(result, failed=True, msg="k8s_apply: " + "; ".join(validation.error_messages))
+        args = validation.validated_parameters
+        try:
+            auth = check_auth(args["auth"])
+        except ValueError as err:
+            return dict(result, failed=True, msg="k8s_apply: %s" % err)
+        # Every object is rendered and parsed before the first one is written.
+        manifests = []
+        for index, spec in enumerate(args["objects"]):
+            try:
+                manifests.append(self._manifest(spec, task_vars))
+            except AnsibleError as err:
+                return dict(result, failed=True, objects=[], msg="k8s_apply: object %d (%s): %s; nothing was applied"
+                            % (index + 1, spec.get("template") or "definition", err))
+        outcomes = []
+        for spec, manifest in zip(args["objects"], manifests):
+            try:
+                step = plan(manifest, self._live(manifest, auth, task_vars), spec["state"], args["field_manager"],
+                            spec["wait"])
+            except (AnsibleError, ValueError) as err:
+                return dict(result, failed=True, objects=outcomes,
+                            msg="k8s_apply: reading %s: %s" % (describe(manifest), err))
+            outcome = dict(identity(manifest), state=spec["state"], action=step, changed=False)
+            outcomes.append(outcome)
+            if step in ("unchanged", "absent"):
+                continue
+            module_args = dict(auth, state=spec["state"], definition=manifest, wait=spec["wait"],
+                               wait_timeout=spec["wait_timeout"], hidden_fields=list(HIDDEN_FIELDS))
+            if spec["state"] == "present":
+                module_args.update(apply=True, server_side_apply={"field_manager": args["field_manager"],
+                                                                  "force_conflicts": True})
+            applied = self._execute_module(module_name=_MODULE, module_args=module_args, task_vars=task_vars)
+            outcome["changed"] = bool(applied.get("changed"))
+            if "result" in applied:
+                outcome["result"] = applied["result"]
+            if applied.get("failed"):
+                return dict(result, failed=True, objects=outcomes,
+                            msg="k8s_apply: %s: %s" % (describe(manifest), applied.get("msg", "the apply failed")))
+        return dict(result, changed=any(o["changed"] for o in outcomes), objects=outcomes)
+
+    def _manifest(self, spec, task_vars):
+        """The object to apply: a rendered role template or the definition as given."""
+        if spec.get("template"):
+            template = lookup_loader.get("ansible.builtin.template", loader=self._loader, templar=self._templar)
+            text = template.run([spec["template"]], variables=task_vars)[0]
+        else:
+            text = spec.get("definition")
+        try:
+            return parse_manifest(text)
+        except ValueError as err:
+            raise AnsibleError(str(err)) from None
+
+    def _live(self, manifest, auth, task_vars):
+        """The object in the cluster as a list of at most one, with its managedFields."""
+        ident = identity(manifest)
+        query = dict(auth, api_version=ident["api_version"], kind=ident["kind"], resource_name=ident["name"])
+        if ident["namespace"]:
+            query["namespace"] = ident["namespace"]
+        lookup = lookup_loader.get(_LOOKUP, loader=self._loader, templar=self._templar)
+        return lookup.run([], variables=task_vars, **query)
