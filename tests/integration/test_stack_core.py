@@ -333,6 +333,41 @@ def test_check_diff_on_the_converged_install_changes_nothing(install):
     assert result["changed"] == 0 and result["failed"] == 0, changed_tasks(out)
 
 
+def test_drift_made_by_hand_is_repaired_and_what_others_added_is_kept(install, apis):
+    """Changes made by hand between runs (kubectl edit, scale, annotate) go through datalab.notebooks.k8s_apply:
+    a removed label, a changed image, a deleted key and a scaled-down Deployment are restored by the next
+    run; an annotation another field manager added is kept; the run after that changes nothing."""
+    core, apps, ns = apis["core"], apis["apps"], install["ns"]
+    core.patch_namespaced_service(
+        "keycloak", ns, [{"op": "remove", "path": "/metadata/labels/app.kubernetes.io~1name"}],
+        field_manager="kubectl-edit")
+    minio = apps.read_namespaced_deployment("minio", ns)
+    image = minio.spec.template.spec.containers[0].image
+    apps.patch_namespaced_deployment("minio", ns, {"spec": {"template": {"spec": {"containers": [
+        {"name": minio.spec.template.spec.containers[0].name, "image": "registry.invalid/other:1"}]}}}},
+        field_manager="kubectl-edit")
+    address = core.read_namespaced_config_map("keycloak-address", ns).data
+    core.patch_namespaced_config_map("keycloak-address", ns, [{"op": "remove", "path": "/data/keycloakServiceUrl"}],
+                                     field_manager="kubectl-edit")
+    apps.patch_namespaced_deployment_scale("keycloak", ns, {"spec": {"replicas": 0}}, field_manager="kubectl-scale")
+    core.patch_namespaced_service("minio", ns, {"metadata": {"annotations": {"team.example/owner": "data"}}},
+                                  field_manager="someone-else")
+
+    rc, out = playbook(install["inventory"], "--tags", "keycloak,minio")
+    assert rc == 0, out[-4000:]
+    assert recap(out)[install["host"]]["changed"] > 0
+    assert core.read_namespaced_service("keycloak", ns).metadata.labels["app.kubernetes.io/name"] == "keycloak"
+    assert apps.read_namespaced_deployment("minio", ns).spec.template.spec.containers[0].image == image
+    assert core.read_namespaced_config_map("keycloak-address", ns).data == address
+    keycloak = apps.read_namespaced_deployment("keycloak", ns)
+    assert (keycloak.spec.replicas, keycloak.status.available_replicas) == (1, 1)
+    assert core.read_namespaced_service("minio", ns).metadata.annotations["team.example/owner"] == "data"
+
+    rc, out = playbook(install["inventory"], "--tags", "keycloak,minio")
+    assert rc == 0, out[-4000:]
+    assert recap(out)[install["host"]]["changed"] == 0, changed_tasks(out)
+
+
 def test_new_demo_data_runs_a_new_job_and_removes_the_old_one(install, apis):
     ns = install["ns"]
     (old,) = apis["batch"].list_namespaced_job(ns, label_selector="app.kubernetes.io/component=bucket-setup").items
