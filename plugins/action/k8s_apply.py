@@ -59,9 +59,9 @@ class ActionModule(ActionBase):
             try:
                 step = plan(manifest, self._live(manifest, auth, task_vars), spec["state"], args["field_manager"],
                             spec["wait"])
-            except (AnsibleError, ValueError) as err:
+            except Exception as err:  # pylint: disable=broad-except  # the lookup raises whatever the client raises
                 return dict(result, failed=True, objects=outcomes,
-                            msg="k8s_apply: reading %s: %s" % (describe(manifest), err))
+                            msg="k8s_apply: reading %s: %s" % (describe(manifest), " ".join(str(err).split())))
             outcome = dict(identity(manifest), state=spec["state"], action=step, changed=False)
             outcomes.append(outcome)
             if step in ("unchanged", "absent"):
