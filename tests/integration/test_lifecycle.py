@@ -70,7 +70,7 @@ INSTANCE_LABELS = ("app.kubernetes.io/part-of", "app.kubernetes.io/managed-by", 
 NODE_IP = re.compile(r"127\.0\.[01]\.\d{1,3}")
 HOST = "lab-life"
 # Where the killed converge stops: Keycloak is done, MinIO is being rolled out, the hub not started.
-KILL_AT = "TASK [datalab.notebooks.minio : Deploy MinIO and wait for it to be ready]"
+KILL_AT = "TASK [datalab.notebooks.minio : Create the MinIO data volume claim and Service, deploy MinIO and wait for it]"
 
 
 # --- running playbooks ------------------------------------------------------------------
@@ -489,9 +489,11 @@ def test_upgrade_changes_only_the_affected_objects_and_waits_for_the_rollouts(li
 
     # The new Keycloak pod may land on another node: the published address follows it (the hub's
     # URL and the realm's redirect URI derive from it), and only then do those three change too.
-    expected = {"TASK [datalab.notebooks.keycloak : Deploy Keycloak and wait for it to be ready]",
-                "TASK [datalab.notebooks.jupyterhub : Install the JupyterHub chart]"}
-    expected_objects = ["Deployment/keycloak"]
+    expected = {"TASK [datalab.notebooks.keycloak : Create the Keycloak ServiceAccount, volume claim, Service and "
+                "Ingress, deploy Keycloak and wait for it]",
+                "TASK [datalab.notebooks.jupyterhub : Install the JupyterHub chart]",
+                "TASK [datalab.notebooks.jupyterhub : Record what the release was installed from, release jupyterhub]"}
+    expected_objects = ["Deployment/keycloak", "ConfigMap/jupyterhub-release-record"]
     node_ip = apis["core"].read_namespaced_config_map("keycloak-address", ns).data["keycloakNodeIp"]
     if node_ip != node_ip_before:
         expected |= {"TASK [datalab.notebooks.keycloak : Publish the Keycloak address for the hub]",
