@@ -25,6 +25,7 @@ from ansible_collections.datalab.notebooks.plugins.module_utils.k8s_apply_spec i
     identity,
     parse_manifest,
     plan,
+    without_managed_fields,
 )
 
 _LOOKUP = "kubernetes.core.k8s"
@@ -57,13 +58,15 @@ class ActionModule(ActionBase):
         outcomes = []
         for spec, manifest in zip(args["objects"], manifests):
             try:
-                step = plan(manifest, self._live(manifest, auth, task_vars), spec["state"], args["field_manager"],
-                            spec["wait"])
+                live = self._live(manifest, auth, task_vars)
+                step = plan(manifest, live, spec["state"], args["field_manager"], spec["wait"])
             except Exception as err:  # pylint: disable=broad-except  # the lookup raises whatever the client raises
                 return dict(result, failed=True, objects=outcomes,
                             msg="k8s_apply: reading %s: %s" % (describe(manifest), " ".join(str(err).split())))
             outcome = dict(identity(manifest), state=spec["state"], action=step, changed=False)
             outcomes.append(outcome)
+            if step == "unchanged":  # what the cluster holds, as an apply would have returned it
+                outcome["result"] = without_managed_fields(live[0])
             if step in ("unchanged", "absent"):
                 continue
             module_args = dict(auth, state=spec["state"], definition=manifest, wait=spec["wait"],

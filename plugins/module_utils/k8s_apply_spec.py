@@ -77,6 +77,12 @@ def describe(manifest):
     return "%s %s%s" % (ident["kind"], ident["name"], where)
 
 
+def without_managed_fields(obj):
+    """The object without metadata.managedFields (the policy hides them from results too)."""
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
+    return dict(obj, metadata=meta)
+
+
 def plan(manifest, live, state="present", field_manager=FIELD_MANAGER, wait=False):
     """What to do: 'unchanged' (present as the manifest says, and ready when waited for), 'apply',
     'absent' (already gone) or 'delete'."""

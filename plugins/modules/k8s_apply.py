@@ -122,9 +122,11 @@ objects:
       description: Whether the cluster changed.
       type: bool
     result:
-      description: The object as C(kubernetes.core.k8s) returned it, where a module ran.
+      description: >-
+        The object as C(kubernetes.core.k8s) returned it where a module ran, or as the cluster holds it when
+        V(unchanged) (without C(metadata.managedFields)).
       type: dict
-      returned: when applied
+      returned: when applied or unchanged
 """
 
 from ansible.module_utils.basic import AnsibleModule

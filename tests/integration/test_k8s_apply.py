@@ -45,6 +45,7 @@ spec:
   ports:
     - name: http
       port: 80
+      protocol: TCP  # the key of a Service port is (port, protocol): a manifest must name both to match
       targetPort: 8080
 """
 

@@ -355,6 +355,13 @@ def test_plan_absent_deletes_only_what_exists():
         spec.plan(secret_manifest(), [secret_live(), secret_live()])
 
 
+def test_results_leave_out_managed_fields():
+    live = secret_live()
+    out = spec.without_managed_fields(live)
+    assert "managedFields" not in out["metadata"] and out["metadata"]["name"] == "keycloak-admin"
+    assert "managedFields" in live["metadata"], "the input is left as it is"
+
+
 def test_parse_manifest_takes_one_object_and_names_what_is_missing():
     text = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  namespace: demo\n"
     assert spec.parse_manifest(text)["metadata"]["name"] == "a"
