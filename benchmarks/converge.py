@@ -319,6 +319,9 @@ def compare(args, env: dict, logs: Path, tmp: Path) -> dict:
                                 capture_output=True, text=True, check=True).stdout.strip())
     floor_book = tmp / "floor.yml"
     floor_book.write_text(FLOOR)
+    # The worktree is not beside ../shared: both checkouts take the charts from where this one finds them.
+    env = {**env, "DATALAB_UPSTREAM_CHARTS": env.get("DATALAB_UPSTREAM_CHARTS")
+           or str((REPO.parent / "shared" / "upstream-charts").resolve())}
     try:
         hosts = inventory_hosts(env)
         say(f"compare: baseline {base_rev} vs this checkout {here_rev}{' (modified)' if dirty else ''}; "
