@@ -55,7 +55,7 @@ class ActionModule(ActionBase):
             except AnsibleError as err:
                 return dict(result, failed=True, objects=[], msg="k8s_apply: object %d (%s): %s; nothing was applied"
                             % (index + 1, spec.get("template") or "definition", err))
-        outcomes = []
+        outcomes, diffs = [], []
         for spec, manifest in zip(args["objects"], manifests):
             try:
                 live = self._live(manifest, auth, task_vars)
@@ -78,9 +78,13 @@ class ActionModule(ActionBase):
             outcome["changed"] = bool(applied.get("changed"))
             if "result" in applied:
                 outcome["result"] = applied["result"]
+            if applied.get("diff"):  # with --diff: what kubernetes.core.k8s shows for the object
+                diffs.extend(applied["diff"] if isinstance(applied["diff"], list) else [applied["diff"]])
             if applied.get("failed"):
                 return dict(result, failed=True, objects=outcomes,
                             msg="k8s_apply: %s: %s" % (describe(manifest), applied.get("msg", "the apply failed")))
+        if diffs:
+            result["diff"] = diffs
         return dict(result, changed=any(o["changed"] for o in outcomes), objects=outcomes)
 
     def _manifest(self, spec, task_vars):

@@ -77,7 +77,8 @@ attributes:
     support: full
     details: Objects that would change are passed to C(kubernetes.core.k8s) in check mode (a dry-run apply).
   diff_mode:
-    support: none
+    support: full
+    details: The before/after of each object C(kubernetes.core.k8s) applies or deletes, as that module shows it.
 notes:
   - Use C(no_log) on tasks that apply Secrets; it covers the module calls the plugin starts.
 requirements:

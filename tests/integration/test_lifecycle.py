@@ -223,9 +223,11 @@ def snapshot(apis, cluster, life):
     # Helm's release records are named by revision: the release is compared below instead.
     add("Secret", [o for o in core.list_namespaced_secret(ns).items if not o.type.startswith("helm.sh/")],
         lambda o: {"type": o.type, "keys": sorted(o.data or {})})
+    # The jupyterhub role's release record holds Helm's revision and a digest of the values (with the node
+    # address in them): compared by its keys, as the release itself is compared by chart and status.
     add("ConfigMap", core.list_namespaced_config_map(ns).items, lambda o: {"data": {
-        k: (json.loads(v) if k.endswith(".json") else v) for k, v in (o.data or {}).items()},
-        "binary": sorted(o.binary_data or {})})
+        k: ("<recorded>" if o.metadata.name.endswith("-release-record") else json.loads(v) if k.endswith(".json") else v)
+        for k, v in (o.data or {}).items()}, "binary": sorted(o.binary_data or {})})
     add("Job", batch.list_namespaced_job(ns).items, lambda o: {"containers": ac.sanitize_for_serialization(
         o.spec.template.spec.containers)})
     add("Role", rbac.list_namespaced_role(ns).items, lambda o: {"rules": ac.sanitize_for_serialization(o.rules)})
