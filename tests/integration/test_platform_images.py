@@ -387,7 +387,9 @@ def test_chart_runs_these_images_and_spawns_a_notebook_on_the_real_node(cluster,
         assert proc.returncode == 0, proc.stderr + "\n" + pods
         port = core.read_namespaced_service("proxy-public", ns).spec.ports[0].node_port
         base = f"http://{real['nodeport_address']}:{port}"
-        status, info = _until(lambda: _try_get(f"{base}/hub/api"), 30, "the hub through the proxy")
+        # The proxy answers 503 until its route to the hub works (the hub registers it after it starts).
+        status, info = _until(lambda: (r := _try_get(f"{base}/hub/api")) and r[0] != 503 and r, 90,
+                              "the hub through the proxy")
         assert status == 200 and json.loads(info)["version"] == HUB_JUPYTERHUB, info
         _api(f"{base}/hub/api/users/alice", service_token, "POST")
         t0 = time.monotonic()
