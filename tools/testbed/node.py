@@ -243,18 +243,31 @@ def _net_up(state: Path) -> None:
     hoststate.write_sysctl("net.bridge.bridge-nf-call-iptables", "1")
 
 
+def _pod_cgroup_dirs(top: Path) -> list[Path]:
+    """Every directory below a `kubepods` cgroup, deepest first. os.walk skips a directory that vanishes
+    while it walks (containerd and the kubelet remove the cgroups of exiting pods meanwhile); Path.glob
+    would raise FileNotFoundError and stop the teardown half-way."""
+    found = [Path(dirpath) / name for dirpath, dirnames, dummy in os.walk(top) for name in dirnames]
+    return sorted(found, key=lambda d: len(d.parts), reverse=True)
+
+
 def _kill_pod_processes() -> None:
     """Every process still in a pod cgroup (kubepods/...) of ours: the containers, never anything else."""
-    for procs_file in Path("/sys/fs/cgroup").glob("*/kubepods/**/cgroup.procs"):
+    for top in Path("/sys/fs/cgroup").glob("*/kubepods"):
+        for procs_file in [top / "cgroup.procs"] + [d / "cgroup.procs" for d in _pod_cgroup_dirs(top)]:
+            _kill_procs_of(procs_file)
+
+
+def _kill_procs_of(procs_file: Path) -> None:
+    try:
+        pids = [int(p) for p in procs_file.read_text().split()]
+    except OSError:  # gone meanwhile
+        return
+    for pid in pids:
         try:
-            pids = [int(p) for p in procs_file.read_text().split()]
-        except OSError:
-            continue
-        for pid in pids:
-            try:
-                os.kill(pid, 9)
-            except ProcessLookupError:
-                pass
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
 
 
 def _remove_pod_cgroups(record: dict) -> None:
@@ -262,7 +275,7 @@ def _remove_pod_cgroups(record: dict) -> None:
     for top in Path("/sys/fs/cgroup").glob("*/kubepods"):
         if str(top) in existed:
             continue
-        dirs = sorted((d for d in top.rglob("*") if d.is_dir()), key=lambda d: len(d.parts), reverse=True) + [top]
+        dirs = _pod_cgroup_dirs(top) + [top]
         for d in dirs:
             for dummy in range(20):
                 try:
