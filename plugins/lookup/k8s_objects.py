@@ -14,6 +14,8 @@ description:
   - An object that does not exist maps to an empty list, as C(query('kubernetes.core.k8s', ...)) returns it.
 author:
   - datalab.notebooks developers (!UNKNOWN)
+extends_documentation_fragment:
+  - datalab.notebooks.k8s_connection.lookup
 options:
   _terms:
     description: The objects, each a dict with C(api_version), C(kind) and C(name).
@@ -24,30 +26,6 @@ options:
     description: The namespace of the objects.
     type: str
     required: true
-  kubeconfig:
-    description: Path to a kubeconfig file.
-    type: path
-  context:
-    description: A context of the kubeconfig.
-    type: str
-  host:
-    description: URL of the API server.
-    type: str
-  api_key:
-    description: A bearer token.
-    type: str
-  validate_certs:
-    description: Whether to verify the API server's certificate.
-    type: bool
-  ca_cert:
-    description: The CA that signed the API server's certificate.
-    type: path
-  client_cert:
-    description: A client certificate.
-    type: path
-  client_key:
-    description: The key of O(client_cert).
-    type: path
 """
 
 EXAMPLES = r"""

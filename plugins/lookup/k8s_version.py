@@ -15,31 +15,8 @@ description:
     play can say which setting is wrong.
 author:
   - datalab.notebooks developers (!UNKNOWN)
-options:
-  kubeconfig:
-    description: Path to a kubeconfig file (default E(KUBECONFIG) or C(~/.kube/config)).
-    type: path
-  context:
-    description: A context of the kubeconfig; its current context when not set.
-    type: str
-  host:
-    description: URL of the API server; overrides the kubeconfig's.
-    type: str
-  api_key:
-    description: A bearer token.
-    type: str
-  validate_certs:
-    description: Whether to verify the API server's certificate.
-    type: bool
-  ca_cert:
-    description: The CA that signed the API server's certificate.
-    type: path
-  client_cert:
-    description: A client certificate.
-    type: path
-  client_key:
-    description: The key of O(client_cert).
-    type: path
+extends_documentation_fragment:
+  - datalab.notebooks.k8s_connection.lookup
 """
 
 EXAMPLES = r"""

@@ -197,53 +197,17 @@ api_requests:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.datalab.notebooks.plugins.module_utils.keycloak_admin import (
-    CONNECTION_ARG_SPEC, CONNECTION_REQUIRED_TOGETHER, KeycloakError, admin_from_params)
-from ansible_collections.datalab.notebooks.plugins.module_utils.keycloak_realm import RealmImporter
-from ansible_collections.datalab.notebooks.plugins.module_utils.keycloak_realm_rep import (
-    RESOURCE_TYPES, UNMANAGED_CHOICES, RealmError, load_realm, read_realm_file)
+from ansible_collections.datalab.notebooks.plugins.module_utils.keycloak_realm_import import (
+    ARGUMENT_SPEC, MUTUALLY_EXCLUSIVE, REQUIRED_IF, REQUIRED_TOGETHER, ImportFailed, run_import)
 
 
 def main():
-    argument_spec = dict(
-        state=dict(type='str', choices=['present', 'absent'], default='present'),
-        src=dict(type='path'),
-        realm_data=dict(type='dict'),
-        realm=dict(type='str'),
-        manage=dict(type='list', elements='str', choices=list(RESOURCE_TYPES), default=list(RESOURCE_TYPES)),
-        prune=dict(type='bool', default=False),
-        update_passwords=dict(type='bool', default=False, no_log=False),
-        unmanaged_attributes=dict(type='str', choices=sorted(UNMANAGED_CHOICES), default='fail'),
-    )
-    argument_spec.update(CONNECTION_ARG_SPEC)
-    module = AnsibleModule(
-        argument_spec=argument_spec,
-        mutually_exclusive=[('src', 'realm_data')],
-        required_if=[('state', 'present', ('src', 'realm_data'), True),
-                     ('state', 'absent', ('realm', 'src', 'realm_data'), True)],
-        required_together=CONNECTION_REQUIRED_TOGETHER,
-        supports_check_mode=True,
-    )
-    p = module.params
-    api = None
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, mutually_exclusive=MUTUALLY_EXCLUSIVE, required_if=REQUIRED_IF,
+                           required_together=REQUIRED_TOGETHER, supports_check_mode=True)
     try:
-        if p['src']:
-            data = read_realm_file(p['src'])
-        else:
-            data = p['realm_data'] if p['realm_data'] is not None else {}
-        rep = load_realm(data, p['realm'])
-        api = admin_from_params(p)
-        api.login()
-        importer = RealmImporter(api, rep, manage=p['manage'], prune=p['prune'],
-                                 update_passwords=p['update_passwords'], check_mode=module.check_mode,
-                                 diff=module._diff, unmanaged_attributes=p['unmanaged_attributes'])
-        result = (importer.run() if p['state'] == 'present' else importer.delete()).as_dict()
-    except (RealmError, KeycloakError) as exc:
-        module.fail_json(msg=str(exc), status=getattr(exc, 'status', None), api_requests=api.requests if api else 0)
-    finally:
-        if api is not None:
-            api.close()
-    result['api_requests'] = api.requests
+        result = run_import(module.params, check_mode=module.check_mode, diff=module._diff)
+    except ImportFailed as exc:
+        module.fail_json(msg=str(exc), **exc.result)
     module.exit_json(**result)
 
 
