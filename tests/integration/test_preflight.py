@@ -81,6 +81,13 @@ def bed(cluster, keycloak, tmp_path_factory):
         metadata=client.V1ObjectMeta(name="someone-else"),
         spec=client.V1ServiceSpec(type="NodePort", selector={"app": "none"}, ports=[
             client.V1ServicePort(port=80, target_port=80, node_port=other_port)])))
+    # The control plane writes a new namespace's ServiceAccount and CA ConfigMap on its own, a moment later:
+    # wait for them, or a fresh cluster writes them between a case's two snapshots.
+    deadline = time.monotonic() + 60
+    while not (core.list_namespaced_config_map(holder_ns, field_selector="metadata.name=kube-root-ca.crt").items
+               and core.list_namespaced_service_account(holder_ns, field_selector="metadata.name=default").items):
+        assert time.monotonic() < deadline, "namespace %s did not get its ServiceAccount and CA ConfigMap" % holder_ns
+        time.sleep(0.5)
     hostvars = {
         "datalab_namespace": "dl-pre-%s" % uid, "datalab_keycloak_realm": "pre-%s" % uid,
         "datalab_kubeconfig": cluster.kubeconfig, "datalab_helm_binary": cluster.helm,
