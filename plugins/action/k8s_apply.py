@@ -12,10 +12,13 @@ starts no module at all.
 
 from __future__ import annotations
 
+import os
+
 from ansible.errors import AnsibleError
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 from ansible.plugins.loader import lookup_loader
+from ansible.template import trust_as_template
 
 from ansible_collections.datalab.notebooks.plugins.module_utils.k8s_apply_spec import (
     APPLY_ARG_SPEC,
@@ -88,10 +91,17 @@ class ActionModule(ActionBase):
         return dict(result, changed=any(o["changed"] for o in outcomes), objects=outcomes)
 
     def _manifest(self, spec, task_vars):
-        """The object to apply: a rendered role template or the definition as given."""
+        """The object to apply: a rendered role template or the definition as given.  Rendered as the template
+        action renders (the role's templates/ first, the task's variables), without the template lookup's deep
+        copy of every variable for each object."""
         if spec.get("template"):
-            template = lookup_loader.get("ansible.builtin.template", loader=self._loader, templar=self._templar)
-            text = template.run([spec["template"]], variables=task_vars)[0]
+            path = self._find_needle("templates", spec["template"])
+            searchpath = []
+            for base in list(task_vars.get("ansible_search_path") or []) + [os.path.dirname(path)]:
+                searchpath += [os.path.join(base, "templates"), base]
+            templar = self._templar.copy_with_new_env(searchpath=searchpath, available_variables=task_vars)
+            text = templar.template(trust_as_template(self._loader.get_text_file_contents(path)),
+                                    escape_backslashes=False)
         else:
             text = spec.get("definition")
         try:
