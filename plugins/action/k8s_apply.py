@@ -95,7 +95,11 @@ class ActionModule(ActionBase):
         action renders (the role's templates/ first, the task's variables), without the template lookup's deep
         copy of every variable for each object."""
         if spec.get("template"):
-            path = self._find_needle("templates", spec["template"])
+            try:
+                path = self._find_needle("templates", spec["template"])
+            except AnsibleError:
+                raise AnsibleError("the template file %s could not be found in the role's templates/ or beside the "
+                                   "playbook" % spec["template"]) from None
             searchpath = []
             for base in list(task_vars.get("ansible_search_path") or []) + [os.path.dirname(path)]:
                 searchpath += [os.path.join(base, "templates"), base]
