@@ -83,7 +83,7 @@ def main() -> int:
     env = {"DATALAB_KEEP_TESTBED": "1",  # the layers share this run's test bed
            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
            "MOLECULE_EPHEMERAL_DIRECTORY": str(ARTIFACTS / "molecule-local")}
-    started_cluster = started_keycloak = False
+    started_cluster = started_keycloak = found_cluster = False
     host_before = None
     results: list[tuple[str, bool]] = []
     layer_skips: list[str] = []
@@ -96,6 +96,7 @@ def main() -> int:
             host_before = hoststate.snapshot()
         t0 = time.monotonic()
         started_cluster = cluster.ensure_up()[1]
+        found_cluster = not started_cluster
         times["test bed cluster"] = time.monotonic() - t0
         print(f"==> test bed cluster {'started' if started_cluster else 'reused'} in {times['test bed cluster']:.0f}s")
         t0 = time.monotonic()
@@ -128,8 +129,15 @@ def main() -> int:
             ok, times["own test beds"] = step("own test beds", [
                 str(BIN / "pytest"), "-q", "-m", "own_testbed", f"--junitxml={ARTIFACTS / 'own.xml'}", "tests"], env)
             results.append(("own test beds", ok))
-        leftovers = [f"{n} (pid {p})" for d in (cluster_dir(), keycloak_dir()) for n, (p, dummy) in Procs(d).recorded().items()
-                     if Procs(d).alive(n)] if (started_cluster or started_keycloak) else []
+        elif found_cluster:
+            # A test bed that was running before this run (`make demo`, `make cluster-up`) is left running,
+            # and the tests that start their own cannot run beside it.
+            reason = "the shared test bed was running before this run and is left running; `make cluster-down` first runs them"
+            print(f"\n==> own test beds: SKIPPED: {reason}", flush=True)
+            layer_skips.append(f"layer own test beds: {reason}")
+        # Only what this run started must be gone: a test bed it found running stays up.
+        mine = ([cluster_dir()] if started_cluster else []) + ([keycloak_dir()] if started_keycloak else [])
+        leftovers = [f"{n} (pid {p})" for d in mine for n, (p, dummy) in Procs(d).recorded().items() if Procs(d).alive(n)]
         if leftovers:
             print(f"==> processes left by the test bed: {', '.join(leftovers)}")
             results.append(("cleanup", False))
