@@ -182,6 +182,18 @@ FLOOR = """\
 """
 
 
+# The cost of one Ansible task that does nothing, on the same hosts and inventory: a play of 1 such task
+# against a play of 1 + EMPTY_TASKS, the difference divided by EMPTY_TASKS.
+EMPTY_TASKS = 100
+
+
+def empty_tasks_book(n: int) -> str:
+    tasks = "".join(f"    - name: Set a fact, {i}\n      ansible.builtin.set_fact:\n        _empty: {i}\n"
+                    for i in range(n))
+    return ("- name: Tasks that do nothing (the cost of one task)\n  hosts: notebook_platform\n"
+            "  gather_facts: false\n  tasks:\n" + tasks)
+
+
 def module_call_cost(env: dict, workdir: Path) -> float:
     """Seconds one k8s_info call costs per host, all hosts at once (the floor of every API task)."""
     book = workdir / "probe.yml"
@@ -319,6 +331,9 @@ def compare(args, env: dict, logs: Path, tmp: Path) -> dict:
                                 capture_output=True, text=True, check=True).stdout.strip())
     floor_book = tmp / "floor.yml"
     floor_book.write_text(FLOOR)
+    empty_books = {n: tmp / f"empty-{n}.yml" for n in (1, 1 + EMPTY_TASKS)}
+    for n, book in empty_books.items():
+        book.write_text(empty_tasks_book(n))
     # The worktree is not beside ../shared: both checkouts take the charts from where this one finds them.
     env = {**env, "DATALAB_UPSTREAM_CHARTS": env.get("DATALAB_UPSTREAM_CHARTS")
            or str((REPO.parent / "shared" / "upstream-charts").resolve())}
@@ -331,7 +346,7 @@ def compare(args, env: dict, logs: Path, tmp: Path) -> dict:
         say(f"first converge {first['wall_s']:.1f}s")
         # One checkout after the other, each settled by one converge first: the two write their objects a
         # little differently (labels, a record ConfigMap), so alternating would make every rerun a change.
-        rows = {"baseline": [], "here": [], "floor": []}
+        rows = {"baseline": [], "here": [], "floor": [], "empty-1": [], f"empty-{1 + EMPTY_TASKS}": []}
         settle = {}
         for key, root in (("baseline", base_root), ("here", REPO)):
             settle[key] = converge(env, logs / f"settle-{key}.log", root=root)
@@ -341,10 +356,16 @@ def compare(args, env: dict, logs: Path, tmp: Path) -> dict:
         for i in range(1, args.runs + 1):
             rows["floor"].append(converge(env, logs / f"floor-{i}.log", playbook=str(floor_book)))
             say(f"floor {i}: {rows['floor'][-1]['wall_s']:.1f}s")
+            for n, book in empty_books.items():
+                rows[f"empty-{n}"].append(converge(env, logs / f"empty-{n}-{i}.log", playbook=str(book)))
+            say(f"empty tasks {i}: 1 in {rows['empty-1'][-1]['wall_s']:.1f}s, {1 + EMPTY_TASKS} in "
+                f"{rows[f'empty-{1 + EMPTY_TASKS}'][-1]['wall_s']:.1f}s")
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(base_root)], cwd=REPO, check=False,
                        capture_output=True)
     med = {k: statistics.median(r["wall_s"] for r in v) for k, v in rows.items()}
+    here_median = sorted(rows["here"], key=lambda r: r["wall_s"])[len(rows["here"]) // 2]
+    task_s = (med[f"empty-{1 + EMPTY_TASKS}"] - med["empty-1"]) / EMPTY_TASKS
     return {
         "benchmark": "converge-compare", "runs": args.runs, "inventory": INVENTORY, "hosts": list(hosts),
         "baseline": {"ref": args.baseline, "rev": base_rev}, "here": {"rev": here_rev, "modified": dirty},
@@ -357,7 +378,12 @@ def compare(args, env: dict, logs: Path, tmp: Path) -> dict:
         "goals": {"half_of_baseline": med["here"] <= 0.5 * med["baseline"],
                   "twice_the_floor": med["here"] <= 2 * med["floor"],
                   "noop": not any(r["changed"] for r in rows["baseline"] + rows["here"])},
-        "here_slowest": sorted(rows["here"], key=lambda r: r["wall_s"])[len(rows["here"]) // 2]["slowest"],
+        # What the tasks of a rerun cost at the least: every task it evaluates (skipped ones too) at the
+        # price of a task that does nothing.
+        "empty_task_s": round(task_s, 4),
+        "here_tasks": here_median["tasks"],
+        "here_tasks_at_empty_cost_s": round(here_median["tasks"] * task_s, 2),
+        "here_slowest": here_median["slowest"],
         "here_by_file": sorted(rows["here"], key=lambda r: r["wall_s"])[len(rows["here"]) // 2]["by_file"],
     }
 
@@ -384,12 +410,16 @@ def compare_table(r: dict) -> str:
     lines += ["", f"Ratios of the medians: this checkout / baseline = {r['ratio_here_baseline']:.2f} (goal <= 0.5: "
                   f"{_met(r['goals']['half_of_baseline'])}); this checkout / floor = {r['ratio_here_floor']:.2f} "
                   f"(goal <= 2: {_met(r['goals']['twice_the_floor'])}).",
-              "", "What the floor goal asks: the floor is one play with one in-process task. Each Ansible task costs a "
-                  "worker fork per host and the templating of its arguments (about 0.05 s per task with 2 hosts on 2 "
-                  "cores, skipped tasks included), so within 2 x the floor a no-op rerun would be a handful of tasks: "
-                  "one action per install that renders, reads and compares everything, instead of roles of tasks. "
-                  "The roles stay readable task lists; what a no-op rerun still runs is listed by task count above and by "
-                  "cost below.",
+              "", f"What one task costs, measured in the same run: a play of {1 + EMPTY_TASKS} tasks that only set a "
+                  f"fact takes {n[f'empty-{1 + EMPTY_TASKS}']['median']:.1f} s, a play of one such task "
+                  f"{n['empty-1']['median']:.1f} s (medians): {r['empty_task_s'] * 1000:.0f} ms per task for the "
+                  f"{len(r['hosts'])} hosts. This checkout's median rerun evaluates {r['here_tasks']} tasks "
+                  f"({r['tasks_run']['here'][0]} of them run, the rest skipped), which at that price alone is "
+                  f"{r['here_tasks_at_empty_cost_s']:.1f} s of its {n['here']['median']:.1f} s. Within 2 x the floor "
+                  f"({2 * n['floor']['median']:.1f} s) a rerun could evaluate about "
+                  f"{max(0, (2 * n['floor']['median'] - n['empty-1']['median'])) / r['empty_task_s']:.0f} tasks in all, "
+                  "doing nothing else: one action per install that renders, reads and compares every object, in "
+                  "place of roles of tasks.",
               "", "Ten slowest tasks of this checkout's median rerun (all hosts of a task together):", "",
               "| seconds | play / task |", "|---|---|"]
     lines += [f"| {t['seconds']:.1f} | {t['play']} / {t['task']} |" for t in r["here_slowest"]]
