@@ -470,6 +470,27 @@ def test_standin_charts_render(cluster):
             assert secret_class["apiVersion"] == "secrets.stackable.tech/v1alpha2"
 
 
+ADMIN_CA_PLAYBOOK = """
+- name: Find the CA for the Keycloak admin API calls as the keycloak role does
+  hosts: notebook_platform
+  gather_facts: false
+  tasks:
+    - name: Load the shared settings of the common role
+      ansible.builtin.include_vars:
+        file: "{{ repo }}/roles/common/{{ item }}/main.yml"
+      loop: [defaults, vars]
+    - name: Find and write the CA
+      ansible.builtin.include_role:
+        name: datalab.notebooks.keycloak
+        tasks_from: admin_ca
+      vars:
+        _keycloak_ca_dest: "{{ dest }}"
+    - name: The file the admin API calls are given
+      ansible.builtin.assert:
+        that: _keycloak_api_ca == dest
+"""
+
+
 def test_secret_operator_role_installs_the_charts_and_publishes_the_ca_through_a_truststore(cluster, apis, tmp_path):
     """The role installs both charts, waits for SecretClass tls (read as v1alpha2) and asks for the CA with
     TrustStore datalab-ca; the stand-in controller writes ConfigMap datalab-ca as the 26.3 operator does."""
@@ -516,6 +537,12 @@ def test_secret_operator_role_installs_the_charts_and_publishes_the_ca_through_a
             (owner,) = published.metadata.owner_references
             assert (owner.kind, owner.name, owner.uid, owner.controller) == (
                 "TrustStore", "datalab-ca", store["metadata"]["uid"], True)
+            # Keycloak's admin API calls trust the CA of SecretClass tls (roles/keycloak/tasks/admin_ca.yml).
+            (tmp_path / "admin_ca.yml").write_text(ADMIN_CA_PLAYBOOK)
+            dest = tmp_path / "admin" / "ca.crt"
+            rc, out = playbook(inventory, "-e", "repo=%s dest=%s" % (REPO, dest), playbook_path=str(tmp_path / "admin_ca.yml"))
+            assert rc == 0, out[-4000:]
+            assert dest.read_text().strip() == ca.strip()
             rc, out = playbook(inventory, playbook_path="playbooks/secret_operator.yml")
             assert rc == 0 and recap(out)["so-test"]["changed"] == 0, changed_tasks(out)
     finally:
