@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import sys
 import uuid
 from pathlib import Path
@@ -116,6 +117,21 @@ def test_second_run_changes_nothing(install):
     rc, out = playbook(install["inventory"])
     assert rc == 0, out[-4000:]
     assert host_recap(out, install["host"])["changed"] == 0, changed_tasks(out)
+
+
+def test_the_same_chart_at_another_path_starts_no_helm(install):
+    """The release record names a local chart by its content, not its path: another checkout (or a moved
+    copy of the same chart file) finds the release current and leaves Helm alone."""
+    assert install["rc"] == 0
+    moved = install["tmp"] / "elsewhere" / CHART.name
+    moved.parent.mkdir(exist_ok=True)
+    (shutil.copytree if CHART.is_dir() else shutil.copy)(CHART, moved)
+    rc, out = playbook(install["inventory"], "-e", json.dumps({"jupyterhub_chart_ref": str(moved)}))
+    assert rc == 0, out[-4000:]
+    assert host_recap(out, install["host"])["changed"] == 0, changed_tasks(out)
+    install_task = out.split("TASK [datalab.notebooks.jupyterhub : Install the JupyterHub chart]", 1)[1]
+    said = install_task.split("\n", 1)[1].split("TASK [", 1)[0].strip()
+    assert said.startswith("skipping:"), install_task[:2000]
 
 
 def test_check_diff_changes_nothing(install):
