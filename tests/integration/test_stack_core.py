@@ -475,10 +475,10 @@ ADMIN_CA_PLAYBOOK = """
   hosts: notebook_platform
   gather_facts: false
   tasks:
-    - name: Load the shared settings of the common role
+    # Its vars only: its defaults would override the inventory's datalab_kubeconfig (include_vars wins).
+    - name: Load the shared settings of the common role (datalab_k8s_auth)
       ansible.builtin.include_vars:
-        file: "{{ repo }}/roles/common/{{ item }}/main.yml"
-      loop: [defaults, vars]
+        file: "{{ repo }}/roles/common/vars/main.yml"
     - name: Find and write the CA
       ansible.builtin.include_role:
         name: datalab.notebooks.keycloak
