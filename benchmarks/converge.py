@@ -92,12 +92,12 @@ def uninstall(env: dict, hosts: dict[str, dict]) -> float:
     return time.monotonic() - t0
 
 
-def converge(env: dict, log: Path, playbook: str = "site.yml", root: Path = REPO) -> dict:
+def converge(env: dict, log: Path, playbook: str = "site.yml", root: Path = REPO, extra: tuple = ()) -> dict:
     """One `ansible-playbook site.yml` in checkout `root`, timed, with the JSON callback's per-task durations."""
     run_env = {**env, "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", "ANSIBLE_CONFIG": str(root / "ansible.cfg"),
                "ANSIBLE_JSON_INDENT": "0"}
     t0 = time.monotonic()
-    proc = subprocess.run([str(BIN / "ansible-playbook"), playbook, "-i", INVENTORY], cwd=root, env=run_env,
+    proc = subprocess.run([str(BIN / "ansible-playbook"), playbook, "-i", INVENTORY, *extra], cwd=root, env=run_env,
                           capture_output=True, text=True, check=False)
     wall = time.monotonic() - t0
     log.write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
@@ -185,6 +185,8 @@ FLOOR = """\
 # The cost of one Ansible task that does nothing, on the same hosts and inventory: a play of 1 such task
 # against a play of 1 + EMPTY_TASKS, the difference divided by EMPTY_TASKS.
 EMPTY_TASKS = 100
+# A tag no task carries: site.yml runs only its plays and the tasks tagged always (the skeleton of a rerun).
+SKELETON_TAG = "datalab-benchmark-selects-nothing"
 
 
 def empty_tasks_book(n: int) -> str:
@@ -346,7 +348,8 @@ def compare(args, env: dict, logs: Path, tmp: Path) -> dict:
         say(f"first converge {first['wall_s']:.1f}s")
         # One checkout after the other, each settled by one converge first: the two write their objects a
         # little differently (labels, a record ConfigMap), so alternating would make every rerun a change.
-        rows = {"baseline": [], "here": [], "floor": [], "empty-1": [], f"empty-{1 + EMPTY_TASKS}": []}
+        rows = {"baseline": [], "here": [], "floor": [], "skeleton": [], "empty-1": [],
+                f"empty-{1 + EMPTY_TASKS}": []}
         settle = {}
         for key, root in (("baseline", base_root), ("here", REPO)):
             settle[key] = converge(env, logs / f"settle-{key}.log", root=root)
@@ -356,6 +359,8 @@ def compare(args, env: dict, logs: Path, tmp: Path) -> dict:
         for i in range(1, args.runs + 1):
             rows["floor"].append(converge(env, logs / f"floor-{i}.log", playbook=str(floor_book)))
             say(f"floor {i}: {rows['floor'][-1]['wall_s']:.1f}s")
+            rows["skeleton"].append(converge(env, logs / f"skeleton-{i}.log", extra=("--tags", SKELETON_TAG)))
+            say(f"skeleton {i}: {rows['skeleton'][-1]['wall_s']:.1f}s ({rows['skeleton'][-1]['tasks']} tasks)")
             for n, book in empty_books.items():
                 rows[f"empty-{n}"].append(converge(env, logs / f"empty-{n}-{i}.log", playbook=str(book)))
             say(f"empty tasks {i}: 1 in {rows['empty-1'][-1]['wall_s']:.1f}s, {1 + EMPTY_TASKS} in "
@@ -375,6 +380,8 @@ def compare(args, env: dict, logs: Path, tmp: Path) -> dict:
         "tasks_run": {k: [r["tasks_run"] for r in v] for k, v in rows.items()},
         "ratio_here_baseline": med["here"] / med["baseline"],
         "ratio_here_floor": med["here"] / med["floor"],
+        "ratio_skeleton_floor": med["skeleton"] / med["floor"],
+        "skeleton_tasks": [r["tasks"] for r in rows["skeleton"]],
         "goals": {"half_of_baseline": med["here"] <= 0.5 * med["baseline"],
                   "twice_the_floor": med["here"] <= 2 * med["floor"],
                   "noop": not any(r["changed"] for r in rows["baseline"] + rows["here"])},
@@ -403,8 +410,10 @@ def compare_table(r: dict) -> str:
         "|---|---|---|---|---|",
     ]
     names = {"baseline": f"no-op rerun, {r['baseline']['ref']} ({r['baseline']['rev']})", "here": f"no-op rerun, {here}",
-             "floor": "floor: one task reading every object of the install"}
-    for k in ("baseline", "here", "floor"):
+             "floor": "floor: one task reading every object of the install",
+             "skeleton": f"site.yml of this checkout with `--tags {SKELETON_TAG}` (no task selected): its plays, "
+                         "argument checks and tasks tagged always"}
+    for k in ("baseline", "here", "floor", "skeleton"):
         lines.append(f"| {names[k]} | {n[k]['median']:.1f} s | {', '.join(f'{x:.1f}' for x in n[k]['all'])} | "
                      f"{r['tasks_run'][k][0]} | {', '.join(str(c) for c in r['changed'][k])} |")
     lines += ["", f"Ratios of the medians: this checkout / baseline = {r['ratio_here_baseline']:.2f} (goal <= 0.5: "
@@ -420,6 +429,11 @@ def compare_table(r: dict) -> str:
                   f"{max(0, (2 * n['floor']['median'] - n['empty-1']['median'])) / r['empty_task_s']:.0f} tasks in all, "
                   "doing nothing else: one action per install that renders, reads and compares every object, in "
                   "place of roles of tasks.",
+              "", f"The skeleton row is what site.yml costs when no task of its roles is selected: parsing it, "
+                  f"starting its plays and running the tasks tagged always (the guards that check the input once, "
+                  f"the argument checks, the summary; {r['skeleton_tasks'][0]} tasks). It is "
+                  f"{r['ratio_skeleton_floor']:.2f} x the floor: a rerun of these plays that skipped every check "
+                  "would still cost that.",
               "", "Ten slowest tasks of this checkout's median rerun (all hosts of a task together):", "",
               "| seconds | play / task |", "|---|---|"]
     lines += [f"| {t['seconds']:.1f} | {t['play']} / {t['task']} |" for t in r["here_slowest"]]

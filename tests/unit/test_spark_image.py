@@ -48,6 +48,8 @@ esac
 
 FAKE_KIND = r"""#!/bin/bash
 echo "kind $*" >> "$FAKE_STATE/calls"
+echo "kind-env DOCKER_HOST=${DOCKER_HOST-unset} KIND_EXPERIMENTAL_PROVIDER=${KIND_EXPERIMENTAL_PROVIDER-unset}" \
+  >> "$FAKE_STATE/calls"
 case "$1" in
   get) echo "$4-control-plane"; echo "$4-worker" ;;
   load) touch "$FAKE_STATE/kind-has-image" ;;
@@ -152,6 +154,15 @@ def test_kind_nodes_missing_the_image_get_it_without_a_rebuild(bed):
     assert "build" not in verbs(calls)
     assert any(c.startswith("kind load") for c in calls)
     assert changed > 0
+
+
+def test_kind_runs_with_the_engine_environment(bed):
+    engine_env = {"DOCKER_HOST": "unix:///run/elsewhere.sock"}
+    rc, out, calls, _changed = bed.run(spark_image_kind_cluster="demo", spark_image_engine_environment=engine_env)
+    assert rc == 0, out[-3000:]
+    seen = [c for c in calls if c.startswith("kind-env ")]
+    assert len(seen) == 2, calls  # kind get nodes, kind load
+    assert set(seen) == {"kind-env DOCKER_HOST=unix:///run/elsewhere.sock KIND_EXPERIMENTAL_PROVIDER="}, seen
 
 
 def test_dockerfile(bed):
