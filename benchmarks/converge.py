@@ -382,6 +382,7 @@ def compare(args, env: dict, logs: Path, tmp: Path) -> dict:
         "ratio_here_floor": med["here"] / med["floor"],
         "ratio_skeleton_floor": med["skeleton"] / med["floor"],
         "skeleton_tasks": [r["tasks"] for r in rows["skeleton"]],
+        "skeleton_tasks_run": [r["tasks_run"] for r in rows["skeleton"]],
         "goals": {"half_of_baseline": med["here"] <= 0.5 * med["baseline"],
                   "twice_the_floor": med["here"] <= 2 * med["floor"],
                   "noop": not any(r["changed"] for r in rows["baseline"] + rows["here"])},
@@ -402,7 +403,7 @@ def compare_table(r: dict) -> str:
         f"Measured {r['when']} on {r['machine']['nproc']} cores, test bed ({r['testbed']}), inventory `{INVENTORY}` "
         f"({len(r['hosts'])} hosts: {', '.join(r['hosts'])}), one installed platform: `{r['baseline']['ref']}` "
         f"({r['baseline']['rev']}, a git worktree) converged once to settle, then {r['runs']} no-op reruns; the same "
-        f"for {here}; then the floor {r['runs']} times; medians. Command: `python benchmarks/converge.py --baseline {r['baseline']['ref']}`, "
+        f"for {here}; then the floor and the skeleton {r['runs']} times each; medians. Command: `python benchmarks/converge.py --baseline {r['baseline']['ref']}`, "
         f"raw data in `benchmarks/results/converge-compare.json`. Load average {r['machine']['loadavg_start'][0]:.1f} "
         f"at the start, {r['machine']['loadavg_end'][0]:.1f} at the end.",
         "",
@@ -431,7 +432,8 @@ def compare_table(r: dict) -> str:
                   "place of roles of tasks.",
               "", f"The skeleton row is what site.yml costs when no task of its roles is selected: parsing it, "
                   f"starting its plays and running the tasks tagged always (the guards that check the input once, "
-                  f"the argument checks, the summary; {r['skeleton_tasks'][0]} tasks). It is "
+                  f"the argument checks, the summary; {r['skeleton_tasks'][0]} tasks evaluated, "
+                  f"{r['skeleton_tasks_run'][0]} of them run). It is "
                   f"{r['ratio_skeleton_floor']:.2f} x the floor: a rerun of these plays that skipped every check "
                   "would still cost that.",
               "", "Ten slowest tasks of this checkout's median rerun (all hosts of a task together):", "",
