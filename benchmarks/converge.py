@@ -403,7 +403,8 @@ def compare_table(r: dict) -> str:
         f"Measured {r['when']} on {r['machine']['nproc']} cores, test bed ({r['testbed']}), inventory `{INVENTORY}` "
         f"({len(r['hosts'])} hosts: {', '.join(r['hosts'])}), one installed platform: `{r['baseline']['ref']}` "
         f"({r['baseline']['rev']}, a git worktree) converged once to settle, then {r['runs']} no-op reruns; the same "
-        f"for {here}; then the floor and the skeleton {r['runs']} times each; medians. Command: `python benchmarks/converge.py --baseline {r['baseline']['ref']}`, "
+        f"for {here}; then the floor and the skeleton {r['runs']} times each; medians. "
+        f"Command: `python benchmarks/converge.py --baseline {r['baseline']['ref']}`, "
         f"raw data in `benchmarks/results/converge-compare.json`. Load average {r['machine']['loadavg_start'][0]:.1f} "
         f"at the start, {r['machine']['loadavg_end'][0]:.1f} at the end.",
         "",
