@@ -382,7 +382,6 @@ def compare(args, env: dict, logs: Path, tmp: Path) -> dict:
         "ratio_here_floor": med["here"] / med["floor"],
         "ratio_skeleton_floor": med["skeleton"] / med["floor"],
         "skeleton_tasks": [r["tasks"] for r in rows["skeleton"]],
-        "skeleton_tasks_run": [r["tasks_run"] for r in rows["skeleton"]],
         "goals": {"half_of_baseline": med["here"] <= 0.5 * med["baseline"],
                   "twice_the_floor": med["here"] <= 2 * med["floor"],
                   "noop": not any(r["changed"] for r in rows["baseline"] + rows["here"])},
@@ -434,7 +433,7 @@ def compare_table(r: dict) -> str:
               "", f"The skeleton row is what site.yml costs when no task of its roles is selected: parsing it, "
                   f"starting its plays and running the tasks tagged always (the guards that check the input once, "
                   f"the argument checks, the summary; {r['skeleton_tasks'][0]} tasks evaluated, "
-                  f"{r['skeleton_tasks_run'][0]} of them run). It is "
+                  f"{r['tasks_run']['skeleton'][0]} of them run). It is "
                   f"{r['ratio_skeleton_floor']:.2f} x the floor: a rerun of these plays that skipped every check "
                   "would still cost that.",
               "", "Ten slowest tasks of this checkout's median rerun (all hosts of a task together):", "",

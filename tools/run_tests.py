@@ -37,6 +37,13 @@ def _stop(signum, frame):  # pylint: disable=unused-argument
     raise Stopped(signal.Signals(signum).name)
 
 
+def _on_stop_signals(handler) -> None:
+    """`_stop` while layers run; SIG_IGN while the test bed is stopped, so that a signal cannot cut its
+    teardown short."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, handler)
+
+
 def step(name: str, argv: list[str], env: dict | None = None) -> tuple[bool, float]:
     print(f"\n==> {name}: {' '.join(argv)}", flush=True)
     t0 = time.monotonic()
@@ -100,8 +107,7 @@ def main() -> int:
     stopped = False
     # Without this a terminated run would leave its test bed running (and the real node holding the host's
     # only node slot) while .ci/run removes the state directory under it.
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _stop)
+    _on_stop_signals(_stop)
     try:
         if node.enabled() and not cluster.running():
             # The host as this run finds it (after installing the node's packages, which are not the
@@ -130,11 +136,10 @@ def main() -> int:
         results.append(("testbed", False))
     except Stopped as exc:
         stopped = True
-        for sig in (signal.SIGTERM, signal.SIGHUP):  # the teardown below runs to its end
-            signal.signal(sig, signal.SIG_IGN)
         print(f"\n==> stopped by {exc}: stopping the test bed this run started", flush=True)
         results.append(("stopped", False))
     finally:
+        _on_stop_signals(signal.SIG_IGN)
         if started_keycloak:
             keycloak.down()
         if started_cluster:
@@ -147,6 +152,7 @@ def main() -> int:
             # Tests that start and stop test beds of their own (a killed one reclaimed, up/down
             # leaving the host as found) run once the shared one is gone.
             if not stopped:
+                _on_stop_signals(_stop)
                 ok, times["own test beds"] = step("own test beds", [
                     str(BIN / "pytest"), "-q", "-m", "own_testbed", f"--junitxml={ARTIFACTS / 'own.xml'}", "tests"],
                     env)

@@ -29,7 +29,11 @@ SCRIPT = textwrap.dedent("""
     rt.cluster.ensure_up = lambda: ({{}}, True)
     rt.cluster.down = lambda: print("STAND-IN cluster down", flush=True)
     rt.keycloak.up = lambda: {{"started": True}}
-    rt.keycloak.down = lambda: print("STAND-IN keycloak down", flush=True)
+    def keycloak_down():
+        print("STAND-IN keycloak down", flush=True)
+        if {again}:  # a second signal while the test bed is being stopped
+            os.kill(os.getpid(), signal.SIGTERM)
+    rt.keycloak.down = keycloak_down
     rt.cluster_dir = lambda: tmp / "cluster"
     rt.keycloak_dir = lambda: tmp / "keycloak"
     rt.layers = lambda: [("slow", [sys.executable, "-c", "import time; time.sleep(120)"])]
@@ -38,10 +42,12 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
-def test_a_signal_stops_the_test_bed_the_run_started(tmp_path, sig):
+@pytest.mark.parametrize("sig,again", [("SIGTERM", False), ("SIGHUP", False), ("SIGTERM", True)],
+                         ids=["SIGTERM", "SIGHUP", "SIGTERM-twice"])
+def test_a_signal_stops_the_test_bed_the_run_started(tmp_path, sig, again):
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-c", SCRIPT.format(repo=str(REPO), tmp=str(tmp_path), sig=sig)],
+    script = SCRIPT.format(repo=str(REPO), tmp=str(tmp_path), sig=sig, again=again)
+    proc = subprocess.run([sys.executable, "-c", script],
                           capture_output=True, text=True, timeout=60, check=False)
     took = time.monotonic() - t0
     out = proc.stdout + proc.stderr
