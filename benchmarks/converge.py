@@ -151,21 +151,17 @@ PROBE = """\
 """
 
 
-# The floor of a no-op rerun (issue 16): the same hosts, one play, one task that reads every object of
-# the install (every kind the roles write, by the install's label, and the cluster-scoped policy) with the
-# in-process lookup, and does nothing else.
-FLOOR = """\
-- name: Read every object of an install, nothing else (the floor of a no-op rerun)
+# The play's head and the Jinja that reads every object of the install (every kind the roles write, by the
+# install's label, and the cluster-scoped policy) into `found`: the floor's and the stamp bound's.
+PLAY_HEAD = """\
   hosts: notebook_platform
   gather_facts: false
   vars:
     _auth: "{{ {'kubeconfig': datalab_kubeconfig | default(''), 'context': datalab_context | default('')}
                | dict2items | selectattr('value') | items2dict }}"
     _selector: "app.kubernetes.io/instance={{ datalab_instance | default(datalab_namespace, true) }}"
-  tasks:
-    - name: Read the install's objects with one lookup task
-      ansible.builtin.set_fact:
-        _floor_objects: >-
+"""
+READ_OBJECTS = """\
           {%- set found = [] -%}
           {%- for api_version, kind in [['v1', 'Namespace'], ['v1', 'Secret'], ['v1', 'ConfigMap'], ['v1', 'Service'],
                                        ['v1', 'ServiceAccount'], ['v1', 'PersistentVolumeClaim'], ['apps/v1', 'Deployment'],
@@ -177,9 +173,91 @@ FLOOR = """\
           {%- endfor -%}
           {%- set _ = found.extend(query('kubernetes.core.k8s', api_version='admissionregistration.k8s.io/v1',
                                          kind='ValidatingAdmissionPolicy', label_selector=_selector, **_auth)) -%}
+"""
+
+
+# The floor of a no-op rerun (issue 16): the same hosts, one play, one task that reads every object of
+# the install (every kind the roles write, by the install's label, and the cluster-scoped policy) with the
+# in-process lookup, and does nothing else.
+FLOOR = ("""\
+- name: Read every object of an install, nothing else (the floor of a no-op rerun)
+""" + PLAY_HEAD + """\
+  tasks:
+    - name: Read the install's objects with one lookup task
+      ansible.builtin.set_fact:
+        _floor_objects: >-
+""" + READ_OBJECTS + """\
           {{ found | length }}
       no_log: true
-"""
+""")
+
+
+# The least a rerun that trusted a converge stamp could cost (issue 16). A stamp would let a rerun skip every
+# play when nothing changed since the last run, but it must still read what could have changed: every object
+# of the install (the floor's read, plus the Helm releases and the nodes whose address the install
+# publishes), the executor image in containerd and a digest of its input (the host's variables and the
+# collection's files), all in one task here; the realm in Keycloak (drift there is repaired too), a module;
+# and it prints the summary (kept in the stamp: one task). In front of a copy of site.yml's plays in which
+# every play matches no host: their parsing and start stay. One task fewer or cheaper than any stamp needs.
+STAMP_BOUND = ("""\
+- name: Read what a stamped rerun could not skip (the bound of a converge stamp)
+""" + PLAY_HEAD + """\
+    _get: "{{ query('kubernetes.core.k8s', api_version='v1', kind=_get_kind, namespace=datalab_namespace,
+                    resource_name=_get_name, **_auth) | map(attribute='data') | first | default({}) }}"
+  tasks:
+    - name: Read every object of the install, its Helm releases, the nodes and the image, and digest the input
+      ansible.builtin.set_fact:
+        _bound_objects: >-
+""" + READ_OBJECTS + """\
+          {%- set _ = found.extend(query('kubernetes.core.k8s', api_version='v1', kind='Secret', label_selector='owner=helm',
+                                         namespace=datalab_namespace, **_auth)) -%}
+          {%- set _ = found.extend(query('kubernetes.core.k8s', api_version='v1', kind='Node', **_auth)) -%}
+          {{ found | map(attribute='metadata.resourceVersion') | join(',') | hash('sha256') }}
+        _bound_image: >-
+          {{ lookup('ansible.builtin.pipe', (spark_image_ctr_binary | default('ctr')) ~ ' --address '
+                    ~ (spark_image_containerd_address | quote) ~ ' --namespace k8s.io images ls --quiet name==docker.io/'
+                    ~ spark_image_name ~ ':' ~ spark_image_tag) if spark_image_containerd_address | default('') else '' }}
+        _bound_input: >-
+          {{ [hostvars[inventory_hostname] | to_json, lookup('datalab.notebooks.path_digest', '@REPO@/roles',
+              '@REPO@/plugins', '@REPO@/playbooks', wantlist=True)] | to_json | hash('sha256') }}
+      no_log: true
+
+    - name: Compare the realm with Keycloak, changing nothing
+      datalab.notebooks.keycloak_realm_import:
+        realm_data: "{{ _get['realm.json'] | b64decode | from_json }}"
+        url: "https://{{ _address.keycloakAddress }}"
+        auth_username: "{{ _admin.username | b64decode }}"
+        auth_password: "{{ _admin.password | b64decode }}"
+        ca_path: "{{ lookup('ansible.builtin.env', 'HOME') }}/.cache/datalab-notebooks/{{ inventory_hostname }}/keycloak-ca.crt"
+      vars:
+        _get_kind: Secret
+        _get_name: keycloak-realm
+        _admin: "{{ query('kubernetes.core.k8s', api_version='v1', kind='Secret', namespace=datalab_namespace,
+                          resource_name='keycloak-admin', **_auth) | map(attribute='data') | first }}"
+        _address: "{{ query('kubernetes.core.k8s', api_version='v1', kind='ConfigMap', namespace=datalab_namespace,
+                            resource_name='keycloak-address', **_auth) | map(attribute='data') | first }}"
+      check_mode: true
+      no_log: true
+      when: _get | length > 0
+
+    - name: Print the summary the stamp keeps
+      ansible.builtin.debug:
+        msg: "Install {{ inventory_hostname }} in namespace {{ datalab_namespace }}: nothing changed since the stamp."
+
+- name: The plays of site.yml
+  ansible.builtin.import_playbook: playbooks/site.yml""")
+NO_HOST = "datalab_benchmark_no_host"
+
+
+def stamp_bound_book(root: Path, where: Path) -> Path:
+    """STAMP_BOUND in front of a copy of `root`'s playbooks in which every play matches no host."""
+    (where / "playbooks").mkdir(parents=True)
+    for book in (root / "playbooks").glob("*.yml"):
+        text = book.read_text().replace("hosts: notebook_platform", f"hosts: {NO_HOST}")
+        (where / "playbooks" / book.name).write_text(text)
+    bound = where / "stamp-bound.yml"
+    bound.write_text(STAMP_BOUND.replace("@REPO@", str(root)))
+    return bound
 
 
 # The cost of one Ansible task that does nothing, on the same hosts and inventory: a play of 1 such task
@@ -333,6 +411,7 @@ def compare(args, env: dict, logs: Path, tmp: Path) -> dict:
                                 capture_output=True, text=True, check=True).stdout.strip())
     floor_book = tmp / "floor.yml"
     floor_book.write_text(FLOOR)
+    bound_book = stamp_bound_book(REPO, tmp / "stamp-bound")
     empty_books = {n: tmp / f"empty-{n}.yml" for n in (1, 1 + EMPTY_TASKS)}
     for n, book in empty_books.items():
         book.write_text(empty_tasks_book(n))
@@ -348,7 +427,7 @@ def compare(args, env: dict, logs: Path, tmp: Path) -> dict:
         say(f"first converge {first['wall_s']:.1f}s")
         # One checkout after the other, each settled by one converge first: the two write their objects a
         # little differently (labels, a record ConfigMap), so alternating would make every rerun a change.
-        rows = {"baseline": [], "here": [], "floor": [], "skeleton": [], "empty-1": [],
+        rows = {"baseline": [], "here": [], "floor": [], "skeleton": [], "stamp-bound": [], "empty-1": [],
                 f"empty-{1 + EMPTY_TASKS}": []}
         settle = {}
         for key, root in (("baseline", base_root), ("here", REPO)):
@@ -361,6 +440,8 @@ def compare(args, env: dict, logs: Path, tmp: Path) -> dict:
             say(f"floor {i}: {rows['floor'][-1]['wall_s']:.1f}s")
             rows["skeleton"].append(converge(env, logs / f"skeleton-{i}.log", extra=("--tags", SKELETON_TAG)))
             say(f"skeleton {i}: {rows['skeleton'][-1]['wall_s']:.1f}s ({rows['skeleton'][-1]['tasks']} tasks)")
+            rows["stamp-bound"].append(converge(env, logs / f"stamp-bound-{i}.log", playbook=str(bound_book)))
+            say(f"stamp bound {i}: {rows['stamp-bound'][-1]['wall_s']:.1f}s")
             for n, book in empty_books.items():
                 rows[f"empty-{n}"].append(converge(env, logs / f"empty-{n}-{i}.log", playbook=str(book)))
             say(f"empty tasks {i}: 1 in {rows['empty-1'][-1]['wall_s']:.1f}s, {1 + EMPTY_TASKS} in "
@@ -381,10 +462,14 @@ def compare(args, env: dict, logs: Path, tmp: Path) -> dict:
         "ratio_here_baseline": med["here"] / med["baseline"],
         "ratio_here_floor": med["here"] / med["floor"],
         "ratio_skeleton_floor": med["skeleton"] / med["floor"],
+        "ratio_stamp_bound_floor": med["stamp-bound"] / med["floor"],
+        # The realm comparison's share of the bound: the median of its task's seconds.
+        "stamp_bound_realm_s": statistics.median(t["seconds"] for r in rows["stamp-bound"] for t in r["all_tasks"]
+                                                 if t["task"].startswith("Compare the realm")),
         "skeleton_tasks": [r["tasks"] for r in rows["skeleton"]],
         "goals": {"half_of_baseline": med["here"] <= 0.5 * med["baseline"],
                   "twice_the_floor": med["here"] <= 2 * med["floor"],
-                  "noop": not any(r["changed"] for r in rows["baseline"] + rows["here"])},
+                  "noop": not any(r["changed"] for r in rows["baseline"] + rows["here"] + rows["stamp-bound"])},
         # What the tasks of a rerun cost at the least: every task it evaluates (skipped ones too) at the
         # price of a task that does nothing.
         "empty_task_s": round(task_s, 4),
@@ -402,7 +487,7 @@ def compare_table(r: dict) -> str:
         f"Measured {r['when']} on {r['machine']['nproc']} cores, test bed ({r['testbed']}), inventory `{INVENTORY}` "
         f"({len(r['hosts'])} hosts: {', '.join(r['hosts'])}), one installed platform: `{r['baseline']['ref']}` "
         f"({r['baseline']['rev']}, a git worktree) converged once to settle, then {r['runs']} no-op reruns; the same "
-        f"for {here}; then the floor and the skeleton {r['runs']} times each; medians. "
+        f"for {here}; then the floor, the skeleton and the stamp bound {r['runs']} times each; medians. "
         f"Command: `python benchmarks/converge.py --baseline {r['baseline']['ref']}`, "
         f"raw data in `benchmarks/results/converge-compare.json`. Load average {r['machine']['loadavg_start'][0]:.1f} "
         f"at the start, {r['machine']['loadavg_end'][0]:.1f} at the end.",
@@ -413,8 +498,10 @@ def compare_table(r: dict) -> str:
     names = {"baseline": f"no-op rerun, {r['baseline']['ref']} ({r['baseline']['rev']})", "here": f"no-op rerun, {here}",
              "floor": "floor: one task reading every object of the install",
              "skeleton": f"site.yml of this checkout with `--tags {SKELETON_TAG}` (no task selected): its plays, "
-                         "argument checks and tasks tagged always"}
-    for k in ("baseline", "here", "floor", "skeleton"):
+                         "argument checks and tasks tagged always",
+             "stamp-bound": "bound of a converge stamp: its reads (objects, image, input digest; the realm), "
+                            "a summary, site.yml's plays matching no host"}
+    for k in ("baseline", "here", "floor", "skeleton", "stamp-bound"):
         lines.append(f"| {names[k]} | {n[k]['median']:.1f} s | {', '.join(f'{x:.1f}' for x in n[k]['all'])} | "
                      f"{r['tasks_run'][k][0]} | {', '.join(str(c) for c in r['changed'][k])} |")
     lines += ["", f"Ratios of the medians: this checkout / baseline = {r['ratio_here_baseline']:.2f} (goal <= 0.5: "
@@ -436,6 +523,14 @@ def compare_table(r: dict) -> str:
                   f"{r['tasks_run']['skeleton'][0]} of them run). It is "
                   f"{r['ratio_skeleton_floor']:.2f} x the floor: a rerun of these plays that skipped every check "
                   "would still cost that.",
+              "", f"The stamp bound row is the least a rerun that trusted a converge stamp could cost "
+                  "(`STAMP_BOUND` in `benchmarks/converge.py`): one task reads every object of the install, its Helm "
+                  "releases and the nodes, looks for the executor image in containerd and digests the host's "
+                  "variables and the collection's files; one module compares the realm with Keycloak (its drift is "
+                  "repaired today, so a stamp must read it too); one task prints the summary; then site.yml's plays, "
+                  f"each matching no host. It is {r['ratio_stamp_bound_floor']:.2f} x the floor; the realm comparison "
+                  f"is {r['stamp_bound_realm_s']:.2f} s of it. A real stamp does more than this (reading and writing "
+                  "the stamp, comparing), so it would land above this row.",
               "", "Ten slowest tasks of this checkout's median rerun (all hosts of a task together):", "",
               "| seconds | play / task |", "|---|---|"]
     lines += [f"| {t['seconds']:.1f} | {t['play']} / {t['task']} |" for t in r["here_slowest"]]
