@@ -20,8 +20,9 @@ from tools.testbed import cluster as _cluster  # noqa: E402
 from tools.testbed import keycloak as _keycloak  # noqa: E402
 
 
-# The real node's fixtures (`real`, `api`, `core`) for every test module that asks for them.
-pytest_plugins = ["tests.integration.realpods"]
+# The real node's fixtures (`real`, `api`, `core`) for every test module that asks for them; a session
+# stopped by a signal tears its fixtures down (tests/interrupt.py).
+pytest_plugins = ["tests.integration.realpods", "tests.interrupt"]
 
 
 @pytest.fixture(scope="session")

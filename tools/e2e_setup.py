@@ -179,7 +179,12 @@ def main(argv: list[str]) -> int:
         paths = [a for a in args if not a.startswith("-") and (REPO / a.split("::")[0]).exists()]
         pytest_argv = [info["runner_python"], "-m", "pytest", "-m", "e2e", *([] if paths else ["tests/e2e"]), *args]
         log("running " + " ".join(pytest_argv))
-        return subprocess.run(pytest_argv, cwd=REPO, check=False).returncode
+        # pytest takes this process's place: a signal to it (make test stopped) reaches pytest itself,
+        # which then tears its fixtures down (tests/interrupt.py).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.chdir(REPO)
+        os.execv(pytest_argv[0], pytest_argv)
     elif cmd != "ensure":
         print(__doc__, file=sys.stderr)
         return 2

@@ -29,8 +29,13 @@ ARTIFACTS = REPO / "artifacts"
 JUNIT = ("pytest.xml", "e2e.xml", "own.xml")
 
 
+# How long a stopped layer may take to end what it started (pytest runs its fixtures' teardown, which stops
+# the private test beds of the own-test-bed layer) before it is killed.
+GRACE_S = 90
+
+
 class Stopped(BaseException):
-    """SIGTERM or SIGHUP reached the run: it stops the test bed it started before it exits."""
+    """SIGTERM, SIGHUP or SIGINT reached the run: it stops the test bed it started before it exits."""
 
 
 def _stop(signum, frame):  # pylint: disable=unused-argument
@@ -38,16 +43,71 @@ def _stop(signum, frame):  # pylint: disable=unused-argument
 
 
 def _on_stop_signals(handler) -> None:
-    """`_stop` while layers run; SIG_IGN while the test bed is stopped, so that a signal cannot cut its
-    teardown short."""
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    """`_stop` while layers run; SIG_IGN while a layer or the test bed is being stopped, so that another
+    signal cannot cut that short."""
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, handler)
+
+
+def _below(pid: int) -> list[tuple[int, str]]:
+    """(pid, start time) of every process below `pid`, read from /proc."""
+    children: dict[int, list[tuple[int, str]]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:  # ended meanwhile
+            continue
+        children.setdefault(int(fields[1]), []).append((int(entry.name), fields[19]))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child[0])
+    return found
+
+
+def _same_process(pid: int, start: str) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rpartition(")")[2].split()[19] == start
+    except (OSError, IndexError):
+        return False
+
+
+def _end_layer(name: str, proc: subprocess.Popen) -> None:
+    """SIGTERM to the layer: a pytest layer then tears its fixtures down (tests/interrupt.py). It has GRACE_S
+    to exit; then it is killed, and so is every process it had started that is still there (an
+    ansible-playbook of molecule, a test's child)."""
+    below = _below(proc.pid)
+    print(f"\n==> {name}: stopping it ({GRACE_S}s at most to end what it started)", flush=True)
+    proc.terminate()
+    try:
+        proc.wait(timeout=GRACE_S)
+    except subprocess.TimeoutExpired:
+        print(f"==> {name}: still running after {GRACE_S}s: killed", flush=True)
+        proc.kill()
+        proc.wait()
+    left = [pid for pid, start in below if _same_process(pid, start)]
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if left:
+        print(f"==> {name}: killed {len(left)} process(es) it had started and left", flush=True)
 
 
 def step(name: str, argv: list[str], env: dict | None = None) -> tuple[bool, float]:
     print(f"\n==> {name}: {' '.join(argv)}", flush=True)
     t0 = time.monotonic()
-    rc = subprocess.run(argv, cwd=REPO, env={**os.environ, **(env or {})}, check=False).returncode
+    proc = subprocess.Popen(argv, cwd=REPO, env={**os.environ, **(env or {})})
+    try:
+        rc = proc.wait()
+    except Stopped:
+        _on_stop_signals(signal.SIG_IGN)
+        _end_layer(name, proc)
+        raise
     took = time.monotonic() - t0
     print(f"==> {name}: {'ok' if rc == 0 else f'FAILED (exit {rc})'} in {took:.0f}s", flush=True)
     return rc == 0, took
@@ -90,6 +150,11 @@ def layers() -> list[tuple[str, list[str] | str]]:
     out.append(("molecule", platform_images.local_inventory_missing() or [str(BIN / "molecule"), "test", "-s", "local"]))
     out.append(("e2e", [py, "-m", "tools.e2e_setup", "run", "-q", f"--junitxml={ARTIFACTS / 'e2e.xml'}"]))
     return out
+
+
+def own_testbed_layer() -> list[str]:
+    """The tests that start and stop test beds of their own: run once the shared one is gone."""
+    return [str(BIN / "pytest"), "-q", "-m", "own_testbed", f"--junitxml={ARTIFACTS / 'own.xml'}", "tests"]
 
 
 def main() -> int:
@@ -153,10 +218,13 @@ def main() -> int:
             # leaving the host as found) run once the shared one is gone.
             if not stopped:
                 _on_stop_signals(_stop)
-                ok, times["own test beds"] = step("own test beds", [
-                    str(BIN / "pytest"), "-q", "-m", "own_testbed", f"--junitxml={ARTIFACTS / 'own.xml'}", "tests"],
-                    env)
-                results.append(("own test beds", ok))
+                try:
+                    ok, times["own test beds"] = step("own test beds", own_testbed_layer(), env)
+                    results.append(("own test beds", ok))
+                except Stopped as exc:
+                    print(f"\n==> stopped by {exc} during the own test beds", flush=True)
+                    results.append(("stopped", False))
+                _on_stop_signals(signal.SIG_IGN)
         elif found_cluster:
             # A test bed that was running before this run (`make demo`, `make cluster-up`) is left running,
             # and the tests that start their own cannot run beside it.
