@@ -5,7 +5,8 @@ a CI job's timeout) would leave its fixtures' test beds running, with the real n
 the first SIGTERM, SIGHUP or SIGINT interrupts the session as Ctrl-C does: pytest stops the tests and runs
 every fixture's teardown. Later ones are ignored, so that they cannot cut that teardown short (a second
 Ctrl-C does not stop it either: SIGQUIT or SIGKILL do). A signal that comes while the session is tearing down
-already is only recorded in the same way.
+already is ignored in the same way; one that comes while a test bed is being stopped (`cluster.down()`, a
+test's `with teardown_shield():` block) interrupts when that stop is done.
 """
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import signal
 import threading
 
 import pytest
+
+from tools.testbed.procs import interrupt
 
 SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 _state = {"tearing_down": False}
@@ -22,7 +25,7 @@ def _interrupt_once(signum, frame):  # pylint: disable=unused-argument
     for sig in SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
     if not _state["tearing_down"]:
-        raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
+        interrupt(signum)  # at once, or at the end of a test bed's teardown that runs (teardown_shield)
 
 
 def pytest_configure(config):  # pylint: disable=unused-argument

@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO))
 
 from tools.testbed import cluster, hostpkgs, hoststate, keycloak, node, platform_images  # noqa: E402
 from tools.testbed.paths import cluster_dir, keycloak_dir  # noqa: E402
-from tools.testbed.procs import Procs, TestbedError  # noqa: E402
+from tools.testbed.procs import Procs, TestbedError, start_time  # noqa: E402
 
 BIN = Path(sys.executable).parent
 ARTIFACTS = REPO / "artifacts"
@@ -56,10 +56,10 @@ def _below(pid: int) -> list[tuple[int, str]]:
         if not entry.name.isdigit():
             continue
         try:
-            fields = (entry / "stat").read_text().rpartition(")")[2].split()
-        except OSError:  # ended meanwhile
+            ppid = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+        except (OSError, IndexError):  # ended meanwhile
             continue
-        children.setdefault(int(fields[1]), []).append((int(entry.name), fields[19]))
+        children.setdefault(ppid, []).append((int(entry.name), start_time(int(entry.name)) or ""))
     found, todo = [], [pid]
     while todo:
         for child in children.get(todo.pop(), []):
@@ -68,11 +68,13 @@ def _below(pid: int) -> list[tuple[int, str]]:
     return found
 
 
-def _same_process(pid: int, start: str) -> bool:
+def _running(pid: int, start: str) -> bool:
+    """Whether the process `pid` that started at `start` still runs (an exited one not yet reaped does not)."""
     try:
-        return (Path("/proc") / str(pid) / "stat").read_text().rpartition(")")[2].split()[19] == start
-    except (OSError, IndexError):
+        fields = (Path("/proc") / str(pid) / "stat").read_text().rpartition(")")[2].split()
+    except OSError:
         return False
+    return fields[0] not in ("Z", "X") and start_time(pid) == start
 
 
 def _end_layer(name: str, proc: subprocess.Popen) -> None:
@@ -88,14 +90,16 @@ def _end_layer(name: str, proc: subprocess.Popen) -> None:
         print(f"==> {name}: still running after {GRACE_S}s: killed", flush=True)
         proc.kill()
         proc.wait()
-    left = [pid for pid, start in below if _same_process(pid, start)]
+    left = [pid for pid, start in below if start and _running(pid, start)]
+    names = []
     for pid in left:
         try:
+            names.append(f"{(Path('/proc') / str(pid) / 'comm').read_text().strip()} ({pid})")
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
+        except (OSError, ProcessLookupError):  # ended meanwhile
             pass
-    if left:
-        print(f"==> {name}: killed {len(left)} process(es) it had started and left", flush=True)
+    if names:
+        print(f"==> {name}: killed {len(names)} process(es) it had started and left: {', '.join(names)}", flush=True)
 
 
 def step(name: str, argv: list[str], env: dict | None = None) -> tuple[bool, float]:

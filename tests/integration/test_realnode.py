@@ -27,7 +27,7 @@ from tests.integration.realpods import ready as _ready
 from tests.integration.test_testbed import _exists, _until
 from tools.testbed import cluster as testbed_cluster
 from tools.testbed import hoststate, netguard, node
-from tools.testbed.procs import Procs, TestbedError, check_port_free
+from tools.testbed.procs import Procs, TestbedError, check_port_free, teardown_shield
 
 pytestmark = pytest.mark.integration
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -95,9 +95,10 @@ def test_a_killed_test_beds_node_is_undone_by_the_next_cluster_up():
         assert f"the real node of a test bed that no longer runs ({state})" in again.stderr + again.stdout
         assert node._owner()["state"] == str(second / "cluster")
     finally:
-        _testbed(second, "cluster-down")
-        _testbed(first, "cluster-down")
-        shutil.rmtree(top, ignore_errors=True)
+        with teardown_shield():  # a stop of the session waits until both are down
+            _testbed(second, "cluster-down")
+            _testbed(first, "cluster-down")
+            shutil.rmtree(top, ignore_errors=True)
     assert not node.OWNER_FILE.exists()
     assert hoststate.compare(before, hoststate.snapshot()) == []
 

@@ -98,7 +98,7 @@ def test_the_stopped_layer_ends_and_what_it_started_is_killed(tmp_path):
     assert proc.returncode == 1, out
     assert "LAYER tears down" in out, out  # SIGTERM reached the layer, which had the time to end
     assert "==> slow: still running" not in out, out
-    assert "==> slow: killed 1 process(es) it had started and left" in out, out
+    assert "==> slow: killed 1 process(es) it had started and left: python" in out, out
     assert not alive(int(pidfile.read_text())), "the layer's child outlived the run"
     assert out.index("LAYER tears down") < out.index("STAND-IN keycloak down"), out
 
@@ -139,31 +139,56 @@ SESSION = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
-def test_a_pytest_session_stopped_by_a_signal_tears_its_fixtures_down(tmp_path, sig):
-    marker, started = tmp_path / "torn-down", tmp_path / "started"
-    (tmp_path / "test_session.py").write_text(SESSION.format(marker=str(marker), started=str(started), wait=60))
+def session(tmp_path, source: str, sig=None) -> tuple[int, str]:
+    """A pytest session of the test file `source` with tests/interrupt.py; with `sig`, that signal is sent to
+    it once the test has written the file `started` in tmp_path. Returns its exit code and output."""
+    (tmp_path / "test_session.py").write_text(source)
     proc = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "tests.interrupt", "-p", "no:cacheprovider",
                              "--rootdir", str(tmp_path), "-c", os.devnull, str(tmp_path / "test_session.py")],
                             cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 30
-    while not started.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    proc.send_signal(getattr(signal, sig))
-    out = proc.communicate(timeout=30)[0]
+    if sig:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "started").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(getattr(signal, sig))
+    out = proc.communicate(timeout=60)[0]
+    return proc.returncode, out
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
+def test_a_pytest_session_stopped_by_a_signal_tears_its_fixtures_down(tmp_path, sig):
+    marker = tmp_path / "torn-down"
+    rc, out = session(tmp_path, SESSION.format(marker=str(marker), started=str(tmp_path / "started"), wait=60), sig)
     assert marker.exists(), f"the session fixture was not torn down:\n{out}"
-    assert proc.returncode == 2, out  # interrupted, as by Ctrl-C
+    assert rc == 2, out  # interrupted, as by Ctrl-C
     assert f"stopped by {sig}" in out, out
+
+
+SHIELDED = textwrap.dedent("""
+    import time
+    from tools.testbed.procs import teardown_shield
+
+    def test_stops_a_test_bed():
+        with teardown_shield():
+            open({started!r}, "w").write("started")
+            time.sleep(1.5)
+            open({marker!r}, "w").write("stopped to the end")
+        open({marker!r}, "a").write(", and then went on")
+""")
+
+
+def test_a_signal_during_a_test_beds_stop_interrupts_when_the_stop_is_done(tmp_path):
+    marker = tmp_path / "done"
+    rc, out = session(tmp_path, SHIELDED.format(marker=str(marker), started=str(tmp_path / "started")), "SIGTERM")
+    assert marker.read_text() == "stopped to the end", out  # not cut short, and interrupted right after
+    assert rc == 2, out
+    assert "stopped by SIGTERM" in out, out
 
 
 def test_a_signal_during_the_sessions_teardown_does_not_cut_it_short(tmp_path):
     # The test passes; the first signal comes from the fixture's own teardown.
-    marker, started = tmp_path / "torn-down", tmp_path / "started"
-    (tmp_path / "test_session.py").write_text(SESSION.format(marker=str(marker), started=str(started), wait=0))
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "tests.interrupt", "-p", "no:cacheprovider",
-                           "--rootdir", str(tmp_path), "-c", os.devnull, str(tmp_path / "test_session.py")],
-                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
-                          timeout=60, check=False)
-    assert marker.exists(), proc.stdout + proc.stderr
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    marker = tmp_path / "torn-down"
+    rc, out = session(tmp_path, SESSION.format(marker=str(marker), started=str(tmp_path / "started"), wait=0))
+    assert marker.exists(), out
+    assert rc == 0, out

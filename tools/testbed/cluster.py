@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 from . import build, node, paths, pki, versions
-from .procs import Procs, TestbedError, check_port_free, tail, wait_for
+from .procs import Procs, TestbedError, check_port_free, tail, teardown_shield, wait_for
 
 HOST = "127.0.0.1"
 # DATALAB_TESTBED_PORT_OFFSET shifts every port, so a second test bed (another
@@ -501,17 +501,18 @@ def _ensure_up() -> tuple[ClusterInfo, bool]:
             prep.result()
             node.start(state, bins, Api(state))
     except BaseException:
-        if prep:
-            prep.wait()
-        node.down(state)
-        procs.stop_all(list(reversed(COMPONENTS)))
+        with teardown_shield():
+            if prep:
+                prep.wait()
+            node.down(state)
+            procs.stop_all(list(reversed(COMPONENTS)))
         raise
     build.log(f"cluster up in {time.monotonic() - t0:.1f}s; KUBECONFIG={state / 'kubeconfig'}")
     return info(), True
 
 
 def down() -> None:
-    with _locked():
+    with teardown_shield(), _locked():
         _down()
 
 

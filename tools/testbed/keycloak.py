@@ -32,7 +32,7 @@ from pathlib import Path
 
 from . import paths, pki, versions
 from .images.steps import unpack
-from .procs import Procs, TestbedError, check_port_free, tail
+from .procs import Procs, TestbedError, check_port_free, tail, teardown_shield
 
 NAME = "keycloak"
 ARTIFACT = f"org.keycloak:keycloak-quarkus-dist:{versions.KEYCLOAK}:zip"
@@ -416,8 +416,9 @@ def up() -> dict:
 
 
 def down() -> None:
-    _procs().stop(NAME)
-    shutil.rmtree(_state(), ignore_errors=True)
+    with teardown_shield():
+        _procs().stop(NAME)
+        shutil.rmtree(_state(), ignore_errors=True)
 
 
 def status() -> dict[str, bool]:

@@ -14,6 +14,37 @@ import time
 from pathlib import Path
 
 
+# Signal handlers that interrupt (tests/interrupt.py) call interrupt(): inside a teardown_shield() block the
+# interrupt waits until the block ends, so that a teardown it would cut short (the bridge removed, the record
+# of the host's changes not) runs to its end first.
+_SHIELD = {"depth": 0, "pending": ""}
+
+
+class teardown_shield:  # pylint: disable=invalid-name  # used like a function: `with teardown_shield():`
+    """A block that an interrupt() does not cut short: the KeyboardInterrupt comes when it ends."""
+
+    def __enter__(self):
+        _SHIELD["depth"] += 1
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        _SHIELD["depth"] -= 1
+        if _SHIELD["depth"] == 0 and _SHIELD["pending"]:
+            name, _SHIELD["pending"] = _SHIELD["pending"], ""
+            if exc_type is None:
+                raise KeyboardInterrupt(f"stopped by {name}")
+        return False
+
+
+def interrupt(signum: int) -> None:
+    """For a signal handler: KeyboardInterrupt now, or when the teardown_shield() block that runs ends."""
+    name = signal.Signals(signum).name
+    if _SHIELD["depth"]:
+        _SHIELD["pending"] = name
+        return
+    raise KeyboardInterrupt(f"stopped by {name}")
+
+
 class TestbedError(RuntimeError):
     """A failure with a message meant for a person: printed without a traceback."""
 
