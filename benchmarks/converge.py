@@ -202,8 +202,6 @@ FLOOR = ("""\
 STAMP_BOUND = ("""\
 - name: Read what a stamped rerun could not skip (the bound of a converge stamp)
 """ + PLAY_HEAD + """\
-    _get: "{{ query('kubernetes.core.k8s', api_version='v1', kind=_get_kind, namespace=datalab_namespace,
-                    resource_name=_get_name, **_auth) | map(attribute='data') | first | default({}) }}"
   tasks:
     - name: Read every object of the install, its Helm releases, the nodes and the image, and digest the input
       ansible.builtin.set_fact:
@@ -224,21 +222,24 @@ STAMP_BOUND = ("""\
 
     - name: Compare the realm with Keycloak, changing nothing
       datalab.notebooks.keycloak_realm_import:
-        realm_data: "{{ _get['realm.json'] | b64decode | from_json }}"
+        realm_data: "{{ _realm['realm.json'] | b64decode | from_json }}"
         url: "https://{{ _address.keycloakAddress }}"
         auth_username: "{{ _admin.username | b64decode }}"
         auth_password: "{{ _admin.password | b64decode }}"
-        ca_path: "{{ lookup('ansible.builtin.env', 'HOME') }}/.cache/datalab-notebooks/{{ inventory_hostname }}/keycloak-ca.crt"
+        # Where the keycloak role writes it (its _keycloak_ca_file).
+        ca_path: >-
+          {{ (lookup('ansible.builtin.env', 'XDG_CACHE_HOME') or (lookup('ansible.builtin.env', 'HOME') ~ '/.cache'))
+             ~ '/datalab-notebooks/' ~ inventory_hostname ~ '/keycloak-ca.crt' }}
       vars:
-        _get_kind: Secret
-        _get_name: keycloak-realm
+        _realm: "{{ query('kubernetes.core.k8s', api_version='v1', kind='Secret', namespace=datalab_namespace,
+                          resource_name='keycloak-realm', **_auth) | map(attribute='data') | first | default({}) }}"
         _admin: "{{ query('kubernetes.core.k8s', api_version='v1', kind='Secret', namespace=datalab_namespace,
                           resource_name='keycloak-admin', **_auth) | map(attribute='data') | first }}"
         _address: "{{ query('kubernetes.core.k8s', api_version='v1', kind='ConfigMap', namespace=datalab_namespace,
                             resource_name='keycloak-address', **_auth) | map(attribute='data') | first }}"
       check_mode: true
       no_log: true
-      when: _get | length > 0
+      when: _realm | length > 0
 
     - name: Print the summary the stamp keeps
       ansible.builtin.debug:

@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO))
 
 from tools.testbed import cluster, hostpkgs, hoststate, keycloak, node, platform_images  # noqa: E402
 from tools.testbed.paths import cluster_dir, keycloak_dir  # noqa: E402
-from tools.testbed.procs import Procs, TestbedError, start_time  # noqa: E402
+from tools.testbed.procs import Procs, TestbedError, running, start_time  # noqa: E402
 
 BIN = Path(sys.executable).parent
 ARTIFACTS = REPO / "artifacts"
@@ -68,15 +68,6 @@ def _below(pid: int) -> list[tuple[int, str]]:
     return found
 
 
-def _running(pid: int, start: str) -> bool:
-    """Whether the process `pid` that started at `start` still runs (an exited one not yet reaped does not)."""
-    try:
-        fields = (Path("/proc") / str(pid) / "stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return False
-    return fields[0] not in ("Z", "X") and start_time(pid) == start
-
-
 def _end_layer(name: str, proc: subprocess.Popen) -> None:
     """SIGTERM to the layer: a pytest layer then tears its fixtures down (tests/interrupt.py). It has GRACE_S
     to exit; then it is killed, and so is every process it had started that is still there (an
@@ -90,13 +81,13 @@ def _end_layer(name: str, proc: subprocess.Popen) -> None:
         print(f"==> {name}: still running after {GRACE_S}s: killed", flush=True)
         proc.kill()
         proc.wait()
-    left = [pid for pid, start in below if start and _running(pid, start)]
+    left = [pid for pid, start in below if start and running(pid, start)]
     names = []
     for pid in left:
         try:
             names.append(f"{(Path('/proc') / str(pid) / 'comm').read_text().strip()} ({pid})")
             os.kill(pid, signal.SIGKILL)
-        except (OSError, ProcessLookupError):  # ended meanwhile
+        except OSError:  # ended meanwhile
             pass
     if names:
         print(f"==> {name}: killed {len(names)} process(es) it had started and left: {', '.join(names)}", flush=True)

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tools.testbed.procs import running
+
 REPO = Path(__file__).resolve().parents[2]
 
 SCRIPT = textwrap.dedent("""
@@ -70,14 +72,6 @@ def run(tmp_path, sig="SIGTERM", again=False, layer=SLEEP, own=QUICK):
     return proc, proc.stdout + proc.stderr, time.monotonic() - t0
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
-
-
 @pytest.mark.parametrize("sig,again", [("SIGTERM", False), ("SIGHUP", False), ("SIGINT", False), ("SIGTERM", True)],
                          ids=["SIGTERM", "SIGHUP", "SIGINT", "SIGTERM-twice"])
 def test_a_signal_stops_the_test_bed_the_run_started(tmp_path, sig, again):
@@ -99,7 +93,7 @@ def test_the_stopped_layer_ends_and_what_it_started_is_killed(tmp_path):
     assert "LAYER tears down" in out, out  # SIGTERM reached the layer, which had the time to end
     assert "==> slow: still running" not in out, out
     assert "==> slow: killed 1 process(es) it had started and left: python" in out, out
-    assert not alive(int(pidfile.read_text())), "the layer's child outlived the run"
+    assert not running(int(pidfile.read_text()), ""), "the layer's child outlived the run"
     assert out.index("LAYER tears down") < out.index("STAND-IN keycloak down"), out
 
 

@@ -59,6 +59,16 @@ def start_time(pid: int) -> str | None:
         return None
 
 
+def running(pid: int, started: str) -> bool:
+    """Whether process `pid` runs and is the one that started at `started` (any, when that is empty): a reused
+    PID, or a process that has exited and is not yet reaped, does not count."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return False
+    return fields[0] != "Z" and (not started or fields[19] == started)
+
+
 def port_owner_hint(host: str, port: int) -> str:
     return f"{host}:{port}"
 
@@ -113,17 +123,7 @@ class Procs:
 
     def alive(self, name: str) -> bool:
         rec = self.recorded().get(name)
-        if not rec:
-            return False
-        pid, started = rec
-        now = start_time(pid)
-        if now is None or (started and now != started):
-            return False
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            return False
-        return state != "Z"
+        return bool(rec) and running(*rec)
 
     def status(self) -> dict[str, bool]:
         return {name: self.alive(name) for name in self.recorded()}
