@@ -97,32 +97,45 @@ def _api_message(exc):
         return exc.reason
 
 
-def make_get_json(client):
-    """``get_json(path, query=None)``: GET an API path, decoded; None when the object does not exist."""
+def make_call_json(client):
+    """``call_json(method, path, query=None, body=None)``: one API request, its answer decoded; None when the
+    object does not exist (404)."""
     host = client.configuration.host
 
-    def get_json(path, query=None):
+    def call_json(method, path, query=None, body=None):
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
         try:
             response = client.call_api(
-                path, "GET", query_params=sorted((query or {}).items()),
-                header_params={"Accept": "application/json"}, auth_settings=["BearerToken"],
-                _preload_content=False, _return_http_data_only=True, _request_timeout=REQUEST_TIMEOUT)
+                path, method, query_params=sorted((query or {}).items()), header_params=headers, body=body,
+                auth_settings=["BearerToken"], _preload_content=False, _return_http_data_only=True,
+                _request_timeout=REQUEST_TIMEOUT)
             return json.loads(response.data)
         except ApiException as exc:
             if exc.status == 404:
                 return None
             if exc.status in (401, 403):
-                raise K8sConnectionError("the Kubernetes API at %s refused GET %s (%s): %s; check the credentials "
-                                         "and RBAC of the connection" % (host, path, exc.status,
+                raise K8sConnectionError("the Kubernetes API at %s refused %s %s (%s): %s; check the credentials "
+                                         "and RBAC of the connection" % (host, method, path, exc.status,
                                                                          _one_line(_api_message(exc))))
-            raise K8sConnectionError("GET %s on the Kubernetes API at %s failed (%s): %s"
-                                     % (path, host, exc.status, _one_line(_api_message(exc))))
+            raise K8sConnectionError("%s %s on the Kubernetes API at %s failed (%s): %s"
+                                     % (method, path, host, exc.status, _one_line(_api_message(exc))))
         except (Urllib3HTTPError, OSError) as exc:
             hint = ""
             if "CERTIFICATE_VERIFY_FAILED" in str(exc):
                 hint = "; set ca_cert to the CA that signed the API server certificate"
             raise K8sConnectionError("cannot reach the Kubernetes API at %s: %s%s" % (host, _one_line(exc), hint))
         except ValueError as exc:
-            raise K8sConnectionError("GET %s on the Kubernetes API at %s returned no JSON: %s"
-                                     % (path, host, _one_line(exc).rstrip(".")))
+            raise K8sConnectionError("%s %s on the Kubernetes API at %s returned no JSON: %s"
+                                     % (method, path, host, _one_line(exc).rstrip(".")))
+    return call_json
+
+
+def make_get_json(client):
+    """``get_json(path, query=None)``: GET an API path, decoded; None when the object does not exist."""
+    call_json = make_call_json(client)
+
+    def get_json(path, query=None):
+        return call_json("GET", path, query)
     return get_json
