@@ -126,6 +126,8 @@ def converge(env: dict, log: Path, playbook: str = "site.yml", root: Path = REPO
         "per_host": {h: {k: s.get(k, 0) for k in ("ok", "changed", "skipped", "failures", "unreachable")}
                      for h, s in stats.items()},
         "changed": sum(s.get("changed", 0) for s in stats.values()),
+        # site.yml's preflight says so on each host whose converge stamp held (playbooks/preflight.yml).
+        "stamp_hits": proc.stdout.count("Nothing changed since the full run of"),
         # Tasks that start a module process (API calls) take >= 0.4 s here; facts, asserts and includes far less.
         "module_tasks": sum(1 for t in tasks if not t["skipped"] and t["seconds"] >= 0.4),
         "module_seconds": round(sum(t["seconds"] for t in tasks if not t["skipped"] and t["seconds"] >= 0.4), 1),
@@ -152,7 +154,7 @@ PROBE = """\
 
 
 # The play's head and the Jinja that reads every object of the install (every kind the roles write, by the
-# install's label, and the cluster-scoped policy) into `found`: the floor's and the stamp bound's.
+# install's label, and the cluster-scoped policy) into `found`: the floor's.
 PLAY_HEAD = """\
   hosts: notebook_platform
   gather_facts: false
@@ -190,80 +192,6 @@ FLOOR = ("""\
           {{ found | length }}
       no_log: true
 """)
-
-
-# The least a rerun that trusted a converge stamp could cost (issue 16). A stamp would let a rerun skip every
-# play when nothing changed since the last run, but it must still read what could have changed: every object
-# of the install (the floor's read, plus the Helm releases and the nodes whose address the install
-# publishes), the executor image in containerd and a digest of its input (the host's variables and the
-# collection's files), all in one task here; the realm in Keycloak (drift there is repaired too), a module;
-# and it prints the summary (kept in the stamp: one task). In front of a copy of site.yml's plays in which
-# every play matches no host: their parsing and start stay. One task fewer or cheaper than any stamp needs.
-STAMP_BOUND = ("""\
-- name: Read what a stamped rerun could not skip (the bound of a converge stamp)
-""" + PLAY_HEAD + """\
-  tasks:
-    - name: Read every object of the install, its Helm releases, the nodes and the image, and digest the input
-      ansible.builtin.set_fact:
-        _bound_objects: >-
-""" + READ_OBJECTS + """\
-          {%- set _ = found.extend(query('kubernetes.core.k8s', api_version='v1', kind='Secret', label_selector='owner=helm',
-                                         namespace=datalab_namespace, **_auth)) -%}
-          {%- set _ = found.extend(query('kubernetes.core.k8s', api_version='v1', kind='Node', **_auth)) -%}
-          {{ found | map(attribute='metadata.resourceVersion') | join(',') | hash('sha256') }}
-        _bound_image: >-
-          {{ lookup('ansible.builtin.pipe', (spark_image_ctr_binary | default('ctr')) ~ ' --address '
-                    ~ (spark_image_containerd_address | quote) ~ ' --namespace k8s.io images ls --quiet name==docker.io/'
-                    ~ spark_image_name ~ ':' ~ spark_image_tag) if spark_image_containerd_address | default('') else '' }}
-        _bound_input: >-
-          {{ [hostvars[inventory_hostname] | to_json, lookup('datalab.notebooks.path_digest', '@REPO@/roles',
-              '@REPO@/plugins', '@REPO@/playbooks', wantlist=True)] | to_json | hash('sha256') }}
-      no_log: true
-
-    - name: Compare the realm with Keycloak, changing nothing
-      datalab.notebooks.keycloak_realm_import:
-        realm_data: "{{ _realm['realm.json'] | b64decode | from_json }}"
-        url: "https://{{ _address.keycloakAddress }}"
-        auth_username: "{{ _admin.username | b64decode }}"
-        auth_password: "{{ _admin.password | b64decode }}"
-        # Where the keycloak role writes it (its _keycloak_ca_file).
-        ca_path: >-
-          {{ (lookup('ansible.builtin.env', 'XDG_CACHE_HOME') or (lookup('ansible.builtin.env', 'HOME') ~ '/.cache'))
-             ~ '/datalab-notebooks/' ~ inventory_hostname ~ '/keycloak-ca.crt' }}
-      vars:
-        _realm: "{{ query('kubernetes.core.k8s', api_version='v1', kind='Secret', namespace=datalab_namespace,
-                          resource_name='keycloak-realm', **_auth) | map(attribute='data') | first | default({}) }}"
-        _admin: "{{ query('kubernetes.core.k8s', api_version='v1', kind='Secret', namespace=datalab_namespace,
-                          resource_name='keycloak-admin', **_auth) | map(attribute='data') | first }}"
-        _address: "{{ query('kubernetes.core.k8s', api_version='v1', kind='ConfigMap', namespace=datalab_namespace,
-                            resource_name='keycloak-address', **_auth) | map(attribute='data') | first }}"
-      check_mode: true
-      no_log: true
-      when: _realm | length > 0
-
-    - name: Print the summary the stamp keeps
-      ansible.builtin.debug:
-        msg: "Install {{ inventory_hostname }} in namespace {{ datalab_namespace }}: nothing changed since the stamp."
-
-""")
-SITE_PLAYS = """
-- name: The plays of site.yml
-  ansible.builtin.import_playbook: playbooks/site.yml
-"""
-NO_HOST = "datalab_benchmark_no_host"
-
-
-def stamp_bound_books(root: Path, where: Path) -> tuple[Path, Path]:
-    """STAMP_BOUND in front of a copy of `root`'s playbooks in which every play matches no host, and
-    STAMP_BOUND alone (a site.yml of one play whose roles are included only when they run)."""
-    (where / "playbooks").mkdir(parents=True)
-    for book in (root / "playbooks").glob("*.yml"):
-        text = book.read_text().replace("hosts: notebook_platform", f"hosts: {NO_HOST}")
-        (where / "playbooks" / book.name).write_text(text)
-    bound, alone = where / "stamp-bound.yml", where / "stamp-bound-one-play.yml"
-    bound.write_text(STAMP_BOUND.replace("@REPO@", str(root)) + SITE_PLAYS)
-    alone.write_text(STAMP_BOUND.replace("@REPO@", str(root)))
-    return bound, alone
 
 
 # The cost of one Ansible task that does nothing, on the same hosts and inventory: a play of 1 such task
@@ -417,7 +345,6 @@ def compare(args, env: dict, logs: Path, tmp: Path) -> dict:
                                 capture_output=True, text=True, check=True).stdout.strip())
     floor_book = tmp / "floor.yml"
     floor_book.write_text(FLOOR)
-    bound_book, bound_alone_book = stamp_bound_books(REPO, tmp / "stamp-bound")
     empty_books = {n: tmp / f"empty-{n}.yml" for n in (1, 1 + EMPTY_TASKS)}
     for n, book in empty_books.items():
         book.write_text(empty_tasks_book(n))
@@ -433,25 +360,24 @@ def compare(args, env: dict, logs: Path, tmp: Path) -> dict:
         say(f"first converge {first['wall_s']:.1f}s")
         # One checkout after the other, each settled by one converge first: the two write their objects a
         # little differently (labels, a record ConfigMap), so alternating would make every rerun a change.
-        rows = {"baseline": [], "here": [], "floor": [], "skeleton": [], "stamp-bound": [], "stamp-bound-one-play": [],
-                "empty-1": [],
+        # This checkout twice: as it runs by default (the settle run records the converge stamp, each rerun finds
+        # it holds and skips every role) and with the stamp switched off (every role checks everything).
+        rows = {"baseline": [], "here": [], "here-full": [], "floor": [], "skeleton": [], "empty-1": [],
                 f"empty-{1 + EMPTY_TASKS}": []}
         settle = {}
-        for key, root in (("baseline", base_root), ("here", REPO)):
-            settle[key] = converge(env, logs / f"settle-{key}.log", root=root)
+        for key, root, extra in (("baseline", base_root, ()), ("here", REPO, ()),
+                                 ("here-full", REPO, ("-e", "datalab_converge_stamp=false"))):
+            if key != "here-full":
+                settle[key] = converge(env, logs / f"settle-{key}.log", root=root)
             for i in range(1, args.runs + 1):
-                rows[key].append(converge(env, logs / f"{key}-{i}.log", root=root))
-                say(f"{key} rerun {i}: {rows[key][-1]['wall_s']:.1f}s ({rows[key][-1]['changed']} changed)")
+                rows[key].append(converge(env, logs / f"{key}-{i}.log", root=root, extra=extra))
+                say(f"{key} rerun {i}: {rows[key][-1]['wall_s']:.1f}s ({rows[key][-1]['changed']} changed, "
+                    f"{rows[key][-1]['stamp_hits']} stamp hits)")
         for i in range(1, args.runs + 1):
             rows["floor"].append(converge(env, logs / f"floor-{i}.log", playbook=str(floor_book)))
             say(f"floor {i}: {rows['floor'][-1]['wall_s']:.1f}s")
             rows["skeleton"].append(converge(env, logs / f"skeleton-{i}.log", extra=("--tags", SKELETON_TAG)))
             say(f"skeleton {i}: {rows['skeleton'][-1]['wall_s']:.1f}s ({rows['skeleton'][-1]['tasks']} tasks)")
-            rows["stamp-bound"].append(converge(env, logs / f"stamp-bound-{i}.log", playbook=str(bound_book)))
-            rows["stamp-bound-one-play"].append(converge(env, logs / f"stamp-bound-one-play-{i}.log",
-                                                         playbook=str(bound_alone_book)))
-            say(f"stamp bound {i}: {rows['stamp-bound'][-1]['wall_s']:.1f}s, with one play "
-                f"{rows['stamp-bound-one-play'][-1]['wall_s']:.1f}s")
             for n, book in empty_books.items():
                 rows[f"empty-{n}"].append(converge(env, logs / f"empty-{n}-{i}.log", playbook=str(book)))
             say(f"empty tasks {i}: 1 in {rows['empty-1'][-1]['wall_s']:.1f}s, {1 + EMPTY_TASKS} in "
@@ -461,6 +387,7 @@ def compare(args, env: dict, logs: Path, tmp: Path) -> dict:
                        capture_output=True)
     med = {k: statistics.median(r["wall_s"] for r in v) for k, v in rows.items()}
     here_median = sorted(rows["here"], key=lambda r: r["wall_s"])[len(rows["here"]) // 2]
+    full_median = sorted(rows["here-full"], key=lambda r: r["wall_s"])[len(rows["here-full"]) // 2]
     task_s = (med[f"empty-{1 + EMPTY_TASKS}"] - med["empty-1"]) / EMPTY_TASKS
     return {
         "benchmark": "converge-compare", "runs": args.runs, "inventory": INVENTORY, "hosts": list(hosts),
@@ -471,24 +398,23 @@ def compare(args, env: dict, logs: Path, tmp: Path) -> dict:
         "tasks_run": {k: [r["tasks_run"] for r in v] for k, v in rows.items()},
         "ratio_here_baseline": med["here"] / med["baseline"],
         "ratio_here_floor": med["here"] / med["floor"],
+        "ratio_here_full_baseline": med["here-full"] / med["baseline"],
+        "ratio_here_full_floor": med["here-full"] / med["floor"],
         "ratio_skeleton_floor": med["skeleton"] / med["floor"],
-        "ratio_stamp_bound_floor": med["stamp-bound"] / med["floor"],
-        "ratio_stamp_bound_one_play_floor": med["stamp-bound-one-play"] / med["floor"],
-        # The realm comparison's share of the bound: the median of its task's seconds.
-        "stamp_bound_realm_s": statistics.median(t["seconds"] for r in rows["stamp-bound"] for t in r["all_tasks"]
-                                                 if t["task"].startswith("Compare the realm")),
+        # Every stamped rerun must have found its stamp on every host, or it measured a full run.
+        "stamp_hits": {k: [r["stamp_hits"] for r in v] for k, v in rows.items()},
         "skeleton_tasks": [r["tasks"] for r in rows["skeleton"]],
         "goals": {"half_of_baseline": med["here"] <= 0.5 * med["baseline"],
                   "twice_the_floor": med["here"] <= 2 * med["floor"],
-                  "noop": not any(r["changed"] for k in ("baseline", "here", "stamp-bound", "stamp-bound-one-play")
-                                  for r in rows[k])},
+                  "noop": not any(r["changed"] for k in ("baseline", "here", "here-full") for r in rows[k]),
+                  "stamp_held": all(r["stamp_hits"] == len(hosts) for r in rows["here"])},
         # What the tasks of a rerun cost at the least: every task it evaluates (skipped ones too) at the
         # price of a task that does nothing.
         "empty_task_s": round(task_s, 4),
-        "here_tasks": here_median["tasks"],
-        "here_tasks_at_empty_cost_s": round(here_median["tasks"] * task_s, 2),
+        "here_full_tasks": full_median["tasks"],
+        "here_full_tasks_at_empty_cost_s": round(full_median["tasks"] * task_s, 2),
         "here_slowest": here_median["slowest"],
-        "here_by_file": sorted(rows["here"], key=lambda r: r["wall_s"])[len(rows["here"]) // 2]["by_file"],
+        "here_full_by_file": full_median["by_file"],
     }
 
 
@@ -499,54 +425,45 @@ def compare_table(r: dict) -> str:
         f"Measured {r['when']} on {r['machine']['nproc']} cores, test bed ({r['testbed']}), inventory `{INVENTORY}` "
         f"({len(r['hosts'])} hosts: {', '.join(r['hosts'])}), one installed platform: `{r['baseline']['ref']}` "
         f"({r['baseline']['rev']}, a git worktree) converged once to settle, then {r['runs']} no-op reruns; the same "
-        f"for {here}; then the floor, the skeleton and the stamp bound {r['runs']} times each; medians. "
+        f"for {here}, then {r['runs']} reruns of it with the converge stamp switched off; then the floor and the "
+        f"skeleton {r['runs']} times each; medians. "
         f"Command: `python benchmarks/converge.py --baseline {r['baseline']['ref']}`, "
         f"raw data in `benchmarks/results/converge-compare.json`. Load average {r['machine']['loadavg_start'][0]:.1f} "
         f"at the start, {r['machine']['loadavg_end'][0]:.1f} at the end.",
         "",
-        "| | median | all runs | tasks run | changed |",
-        "|---|---|---|---|---|",
+        "| | median | all runs | tasks run | changed | stamp held on |",
+        "|---|---|---|---|---|---|",
     ]
-    names = {"baseline": f"no-op rerun, {r['baseline']['ref']} ({r['baseline']['rev']})", "here": f"no-op rerun, {here}",
+    names = {"baseline": f"no-op rerun, {r['baseline']['ref']} ({r['baseline']['rev']})",
+             "here": f"no-op rerun, {here}",
+             "here-full": f"no-op rerun, {here}, `-e datalab_converge_stamp=false` (every role checks everything)",
              "floor": "floor: one task reading every object of the install",
              "skeleton": f"site.yml of this checkout with `--tags {SKELETON_TAG}` (no task selected): its plays, "
-                         "argument checks and tasks tagged always",
-             "stamp-bound": "bound of a converge stamp: its reads (objects, image, input digest; the realm), "
-                            "a summary, site.yml's plays matching no host",
-             "stamp-bound-one-play": "the same bound without site.yml's plays (a site.yml of one play)"}
-    for k in ("baseline", "here", "floor", "skeleton", "stamp-bound", "stamp-bound-one-play"):
+                         "argument checks and tasks tagged always"}
+    for k in ("baseline", "here", "here-full", "floor", "skeleton"):
+        held = ", ".join(f"{h}/{len(r['hosts'])}" for h in r["stamp_hits"][k]) if k.startswith("here") else ""
         lines.append(f"| {names[k]} | {n[k]['median']:.1f} s | {', '.join(f'{x:.1f}' for x in n[k]['all'])} | "
-                     f"{r['tasks_run'][k][0]} | {', '.join(str(c) for c in r['changed'][k])} |")
+                     f"{r['tasks_run'][k][0]} | {', '.join(str(c) for c in r['changed'][k])} | {held} |")
     lines += ["", f"Ratios of the medians: this checkout / baseline = {r['ratio_here_baseline']:.2f} (goal <= 0.5: "
                   f"{_met(r['goals']['half_of_baseline'])}); this checkout / floor = {r['ratio_here_floor']:.2f} "
-                  f"(goal <= 2: {_met(r['goals']['twice_the_floor'])}).",
+                  f"(goal <= 2: {_met(r['goals']['twice_the_floor'])}). With the stamp switched off: "
+                  f"{r['ratio_here_full_baseline']:.2f} x the baseline, {r['ratio_here_full_floor']:.2f} x the floor.",
+              "", "A rerun of this checkout compares the install with the converge stamp its last full run recorded "
+                  "(`datalab.notebooks.converge_stamp`, docs/CONTRACT.md): the digest of its input, every object of "
+                  "the install and the nodes, the executor image in the engine and in containerd, the CA file, and "
+                  "the realm in Keycloak. When all hold, site.yml's roles are skipped (each play ends for the host "
+                  "at its first task) and the summary is printed.",
               "", f"What one task costs, measured in the same run: a play of {1 + EMPTY_TASKS} tasks that only set a "
                   f"fact takes {n[f'empty-{1 + EMPTY_TASKS}']['median']:.1f} s, a play of one such task "
                   f"{n['empty-1']['median']:.1f} s (medians): {r['empty_task_s'] * 1000:.0f} ms per task for the "
-                  f"{len(r['hosts'])} hosts. This checkout's median rerun evaluates {r['here_tasks']} tasks "
-                  f"({r['tasks_run']['here'][0]} of them run, the rest skipped), which at that price alone is "
-                  f"{r['here_tasks_at_empty_cost_s']:.1f} s of its {n['here']['median']:.1f} s. Within 2 x the floor "
-                  f"({2 * n['floor']['median']:.1f} s) a rerun could evaluate about "
-                  f"{max(0, (2 * n['floor']['median'] - n['empty-1']['median'])) / r['empty_task_s']:.0f} tasks in all, "
-                  "doing nothing else: one action per install that renders, reads and compares every object, in "
-                  "place of roles of tasks.",
+                  f"{len(r['hosts'])} hosts. The median rerun with the stamp switched off evaluates "
+                  f"{r['here_full_tasks']} tasks ({r['tasks_run']['here-full'][0]} of them run, the rest skipped), "
+                  f"which at that price alone is {r['here_full_tasks_at_empty_cost_s']:.1f} s of its "
+                  f"{n['here-full']['median']:.1f} s.",
               "", f"The skeleton row is what site.yml costs when no task of its roles is selected: parsing it, "
                   f"starting its plays and running the tasks tagged always (the guards that check the input once, "
                   f"the argument checks, the summary; {r['skeleton_tasks'][0]} tasks evaluated, "
-                  f"{r['tasks_run']['skeleton'][0]} of them run). It is "
-                  f"{r['ratio_skeleton_floor']:.2f} x the floor: a rerun of these plays that skipped every check "
-                  "would still cost that.",
-              "", f"The stamp bound row is the least a rerun that trusted a converge stamp could cost "
-                  "(`STAMP_BOUND` in `benchmarks/converge.py`): one task reads every object of the install, its Helm "
-                  "releases and the nodes, looks for the executor image in containerd and digests the host's "
-                  "variables and the collection's files; one module compares the realm with Keycloak (its drift is "
-                  "repaired today, so a stamp must read it too); one task prints the summary; then site.yml's plays, "
-                  f"each matching no host. It is {r['ratio_stamp_bound_floor']:.2f} x the floor; the realm comparison "
-                  f"is {r['stamp_bound_realm_s']:.2f} s of it. A real stamp does more than this (reading and writing "
-                  "the stamp, comparing), so it would land above this row. Without site.yml's plays (parsed before "
-                  "the first task runs, whether they then match a host or not) the bound is "
-                  f"{r['ratio_stamp_bound_one_play_floor']:.2f} x the floor: what a site.yml of one play, whose roles "
-                  "are included only when they run, plus a stamp could reach at best.",
+                  f"{r['tasks_run']['skeleton'][0]} of them run). It is {r['ratio_skeleton_floor']:.2f} x the floor.",
               "", "Ten slowest tasks of this checkout's median rerun (all hosts of a task together):", "",
               "| seconds | play / task |", "|---|---|"]
     lines += [f"| {t['seconds']:.1f} | {t['play']} / {t['task']} |" for t in r["here_slowest"]]
