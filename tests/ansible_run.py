@@ -6,6 +6,7 @@ on PATH, and colour off, so that the output can be parsed: `recap()` reads PLAY 
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -59,3 +60,17 @@ def host_recap(output: str, host: str) -> dict:
     found = recap(output)
     assert host in found, "no PLAY RECAP for %s:\n%s" % (host, output[-3000:])
     return found[host]
+
+
+def localhost_task(tmp_path: Path, play: dict, *args: str) -> dict:
+    """Run one play on localhost (connection local, this interpreter) with the JSON callback; the result of
+    its first task on localhost."""
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(json.dumps([play]), encoding="utf-8")
+    run_env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+                   ANSIBLE_NOCOLOR="1")
+    run_env.pop("ANSIBLE_COLLECTIONS_PATH", None)
+    proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook), *args],
+                          env=run_env, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]

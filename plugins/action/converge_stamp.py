@@ -60,7 +60,7 @@ class ActionModule(ActionBase):
                 return dict(result, changed=False, removed=self._remove())
             if args["state"] == "check":
                 return dict(result, changed=False, **self._check(task_vars))
-            return dict(result, changed=False, **self._write(args["input"], args["checks"]))
+            return dict(result, changed=False, **self._write(args["input"], args["checks"], args["facts"]))
         except (ValueError, stamp_logic.StampError, k8s_connection.K8sConnectionError) as err:
             return dict(result, failed=True, msg="converge_stamp: %s" % err)
 
@@ -121,8 +121,10 @@ class ActionModule(ActionBase):
         return stamp_logic.input_digest(dict(variables, __collection__=_collection_digest()), dict(os.environ))
 
     def _probe(self, probe):
-        params = ArgumentSpecValidator(PROBE_ARGUMENT_SPEC).validate(probe).validated_parameters
-        said = run_probe(params)
+        validation = ArgumentSpecValidator(PROBE_ARGUMENT_SPEC).validate({"argv": probe["argv"], "env": probe["env"]})
+        if validation.error_messages:
+            raise stamp_logic.StampError("a probe of the stamp: %s" % "; ".join(validation.error_messages))
+        said = run_probe(validation.validated_parameters)
         return stamp_logic.probe_mark(said["rc"], said["stdout"])
 
     def _realm_differs(self, realm):
@@ -150,15 +152,16 @@ class ActionModule(ActionBase):
         reason = None
         if self._connection.transport != "local":
             reason = "the stamp is used only where the host's connection is local"
+        if reason is None and found is None:
+            reason = stamp_logic.difference(None, current, time.time())
         if reason is None:
             current.update(nodes=self._nodes(), objects=self._objects())
             reason = stamp_logic.difference(found, current, time.time())
         if reason is None:
             reason = self._contributed_differ(found)
-        if reason is not None and found is not None:
-            self._remove()  # a stamp is only ever the record of the last run, which this one replaces
         return dict(hit=reason is None, reason=reason or "nothing changed since the last full run",
-                    input=current["input"], written=(found or {}).get("written", ""))
+                    input=current["input"], written=(found or {}).get("written", ""),
+                    facts=(found or {}).get("facts", {}) if reason is None else {})
 
     def _contributed_differ(self, found):
         for path, value in sorted((found.get("files") or {}).items()):
@@ -178,7 +181,7 @@ class ActionModule(ActionBase):
                 return differs
         return None
 
-    def _write(self, input_digest, checks):
+    def _write(self, input_digest, checks, facts):
         merged = stamp_logic.merge_checks(checks)
         if not input_digest:
             raise stamp_logic.StampError("state present needs the input digest that state check returned")
@@ -190,6 +193,7 @@ class ActionModule(ActionBase):
         probes = [dict(probe, mark=self._probe(probe)) for probe in merged["probes"]]
         stamp = {"format": stamp_logic.FORMAT, "input": input_digest, "renew_at": merged["renew_at"],
                  "nodes": self._nodes(), "objects": self._objects(), "files": merged["files"], "probes": probes,
-                 "realms": merged["realms"], "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                 "realms": merged["realms"], "facts": facts,
+                 "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         self._store(stamp)
         return dict(written=True, reason="", objects=len(stamp["objects"]))

@@ -23,6 +23,7 @@ ARG_SPEC = dict(
     auth=dict(type="dict", default={}),
     input=dict(type="str", default=""),
     checks=dict(type="dict", default={}),
+    facts=dict(type="dict", default={}),
 )
 
 STAMP_NAME = "datalab-converge-stamp"
@@ -53,7 +54,7 @@ HELM_RELEASES = ("/api/v1", "secrets", True, "owner=helm")
 # variables are the input. Tags, check mode and the stamp switch decide whether a stamp is used at all.
 RUN_VARIABLES = frozenset((
     "ansible_check_mode", "ansible_diff_mode", "ansible_verbosity", "ansible_forks", "ansible_run_tags",
-    "ansible_skip_tags", "ansible_play_batch", "ansible_play_hosts", "ansible_play_hosts_all", "ansible_play_name",
+    "ansible_skip_tags", "ansible_limit", "ansible_play_batch", "ansible_play_hosts", "ansible_play_hosts_all", "ansible_play_name",
     "ansible_play_role_names", "ansible_role_names", "ansible_dependent_role_names", "ansible_current_hosts",
     "ansible_failed_hosts", "ansible_search_path", "ansible_facts", "ansible_parent_role_names",
     "ansible_parent_role_paths", "ansible_role_name", "ansible_collection_name", "ansible_loop_var",
@@ -148,7 +149,7 @@ def difference(stamp, current, now):
     `current` holds input, objects and nodes as the stamp holds them; files and probes are compared by the
     caller as it runs them (`changed_file`, `changed_probe`), the realm last, since it costs the most."""
     if stamp is None:
-        return "no full run of site.yml has ended well since the last change"
+        return "there is no stamp of a full run that ended well"
     if stamp.get("format") != FORMAT:
         return "the stamp is unreadable or was written by another version of the collection"
     if stamp.get("input") != current["input"]:

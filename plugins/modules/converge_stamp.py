@@ -18,7 +18,8 @@ description:
     C(playbooks) and C(meta)); a mark of every object of the install (every kind the roles write, by the label
     C(app.kubernetes.io/instance), and Helm's release Secrets) - its uid and resourceVersion, which any write
     changes; the nodes' names and addresses; and what the roles contributed in O(checks).
-  - O(state=check) removes a stamp that differs, so a stamp only ever stands for the last run.
+  - O(state=check) only reads; site.yml removes a stamp that differs (O(state=absent)) once the run's input has
+    passed its checks, so a stamp only ever stands for the last run, and bad input changes nothing.
   - A check or a write that cannot reach the API fails with a message; the playbooks treat a failed check as a
     difference (every role runs) and a failed write as no stamp.
   - Runs as an action plugin on the controller; the stamp is written only where the host's connection is local.
@@ -60,6 +61,12 @@ options:
         C(datalab.notebooks.keycloak_realm_import) without C(realm_data), plus C(secret), the Secret whose
         C(realm.json) holds the realm), C(renew_at) (seconds since the epoch from which a run renews something)
         and C(stampable) (a reason why no stamp can stand for the role).
+    type: dict
+    default: {}
+  facts:
+    description:
+      - With O(state=present), values the run worked out that a run which skips its roles still shows (the
+        summary's addresses); O(state=check) returns them as RV(facts) when the stamp holds.
     type: dict
     default: {}
 extends_documentation_fragment:
@@ -104,6 +111,10 @@ written:
   description: With O(state=check), when the stamp was written; with O(state=present), whether it was.
   returned: state is check or present
   type: raw
+facts:
+  description: With O(state=check), the O(facts) the stamp was written with, where it holds; else empty.
+  returned: state is check
+  type: dict
 removed:
   description: With O(state=absent), whether there was a stamp to remove.
   returned: state is absent

@@ -8,19 +8,17 @@ and the errors it reports before it writes anything.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import uuid
-from pathlib import Path
 
 import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
+from tests.ansible_run import localhost_task
+
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
 
 CONFIGMAP = """apiVersion: v1
 kind: ConfigMap
@@ -75,17 +73,7 @@ def _run(ns, tmp_path, objects, check=False, extra_vars=None, no_log=False, auth
             "vars": dict({"ansible_python_interpreter": sys.executable, "ns": ns["name"], "greeting": "hello"},
                          **(extra_vars or {})),
             "tasks": [task]}
-    playbook = tmp_path / "play.yml"
-    playbook.write_text(json.dumps([play]), encoding="utf-8")
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
-               ANSIBLE_NOCOLOR="1")
-    env.pop("ANSIBLE_COLLECTIONS_PATH", None)
-    argv = [str(Path(sys.executable).with_name("ansible-playbook")), "-i", "localhost,", "-c", "local", str(playbook)]
-    if check:
-        argv.append("--check")
-    proc = subprocess.run(argv, env=env, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    return localhost_task(tmp_path, play, *(["--check"] if check else []))
 
 
 def _actions(result):

@@ -13,18 +13,22 @@ Skips (with the reason) where the real node is off or the chart is not on this m
 """
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 import yaml
+from kubernetes import client
 
 from tests.ansible_run import changed_tasks, recap, run_playbook
 from tests.integration.test_testbed import _until
-from tests.realplatform import (ADMIN, HOST, MEMBER, NOTEBOOK_IMAGE, SPAWN_OPTIONS, ca_file, import_images, login,
+from tests.realplatform import (ADMIN, HOST, MEMBER, NOTEBOOK_IMAGE, REALM, SPAWN_OPTIONS, ca_file, import_images, login,
                                 spawn, upstream_chart, write_inventory, assert_contains)
+from tests.realplatform import session as http_session
 from tools.testbed import images as images_api
 
 pytestmark = pytest.mark.integration
@@ -82,6 +86,79 @@ def test_a_rerun_changes_nothing(install):
     rc, out = run_playbook(install["inventory"], "site.yml", timeout=1500)
     assert rc == 0, out[-4000:]
     assert recap(out)[HOST]["changed"] == 0, changed_tasks(out)
+
+
+def _rerun(install) -> str:
+    rc, out = run_playbook(install["inventory"], "site.yml", timeout=1500)
+    assert rc == 0, out[-4000:]
+    return out
+
+
+def _stamped(out: str) -> bool:
+    """Whether the run found its converge stamp holding and skipped every role (playbooks/preflight.yml)."""
+    return "Nothing changed since the full run of" in out and "datalab.notebooks.keycloak :" not in out
+
+
+def _stamp(core, install) -> dict:
+    data = core.read_namespaced_secret("datalab-converge-stamp", install["ns"]).data["stamp.json"]
+    return json.loads(base64.b64decode(data))
+
+
+def test_a_rerun_finds_its_stamp_and_skips_every_role(install, core):
+    _converged(install)
+    out = _rerun(install)
+    assert _stamped(out), out[-4000:]
+    assert recap(out)[HOST]["changed"] == 0, changed_tasks(out)
+    assert "JupyterHub: http://" in out  # the summary is printed all the same
+    stamp = _stamp(core, install)
+    assert len(stamp["realms"]) == 1 and stamp["renew_at"] > time.time()
+    assert any(o.startswith("apps/v1/Deployment %s/keycloak " % install["ns"]) for o in stamp["objects"])
+
+
+def test_what_a_rerun_repairs_breaks_the_stamp_and_is_repaired(install, core, tmp_path):
+    """Drift in the cluster, in Keycloak and on the controller: each makes the next run a full one, which repairs
+    it (as a run without the stamp would), and the run after that finds its new stamp again."""
+    _converged(install)
+    ns = install["ns"]
+    assert _stamped(_rerun(install))
+
+    # An object of the install changed by hand.
+    client.AppsV1Api(core.api_client).patch_namespaced_deployment(
+        "keycloak", ns, {"metadata": {"labels": {"app.kubernetes.io/part-of": None}}})
+    out = _rerun(install)
+    assert f"Every role runs: objects of the install changed: Deployment {ns}/keycloak" in out, out[-4000:]
+    labels = client.AppsV1Api(core.api_client).read_namespaced_deployment("keycloak", ns).metadata.labels
+    assert labels["app.kubernetes.io/part-of"] == "datalab-notebooks"
+    assert _stamped(_rerun(install))
+
+    # The realm changed in Keycloak (a group deleted through the admin API).
+    ca = ca_file(core, ns, tmp_path)
+    admin = {k: base64.b64decode(v).decode() for k, v in core.read_namespaced_secret("keycloak-admin", ns).data.items()}
+    base = install["keycloak"].split("/realms/")[0]
+    s = http_session(ca)
+    token = s.post(f"{base}/realms/master/protocol/openid-connect/token", timeout=30, data={
+        "grant_type": "password", "client_id": "admin-cli", "username": admin["username"],
+        "password": admin["password"]}).json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    groups = s.get(f"{base}/admin/realms/{REALM}/groups", headers=headers, timeout=30).json()
+    assert s.delete(f"{base}/admin/realms/{REALM}/groups/{groups[0]['id']}", headers=headers, timeout=30).status_code == 204
+    out = _rerun(install)
+    assert f"Every role runs: the realm {REALM} in Keycloak differs" in out, out[-4000:]
+    after = s.get(f"{base}/admin/realms/{REALM}/groups", headers=headers, timeout=30).json()
+    assert sorted(g["name"] for g in after) == sorted(g["name"] for g in groups)
+    assert _stamped(_rerun(install))
+
+    # The CA file the keycloak role keeps on the controller, removed.
+    ca_kept, = [path for path in _stamp(core, install)["files"] if path.endswith("/keycloak-ca.crt")]
+    Path(ca_kept).unlink()
+    out = _rerun(install)
+    assert f"Every role runs: the file {ca_kept} changed" in out, out[-4000:]
+    assert Path(ca_kept).read_text().strip() == core.read_namespaced_config_map("datalab-ca", ns).data["ca.crt"].strip()
+    assert _stamped(_rerun(install))
+
+    # Switched off, every role checks everything again.
+    rc, out = run_playbook(install["inventory"], "site.yml", "-e", "datalab_converge_stamp=false", timeout=1500)
+    assert rc == 0 and "datalab.notebooks.keycloak :" in out and recap(out)[HOST]["changed"] == 0, out[-4000:]
 
 
 def test_demo_users_log_in_through_the_installs_keycloak(install, core, tmp_path):
