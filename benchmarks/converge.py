@@ -360,24 +360,23 @@ def compare(args, env: dict, logs: Path, tmp: Path) -> dict:
         say(f"first converge {first['wall_s']:.1f}s")
         # One checkout after the other, each settled by one converge first: the two write their objects a
         # little differently (labels, a record ConfigMap), so alternating would make every rerun a change.
-        # This checkout twice: as it runs by default (the settle run records the converge stamp, each rerun finds
-        # it holds and skips every role) and with the stamp switched off (every role checks everything).
         rows = {"baseline": [], "here": [], "here-full": [], "floor": [], "skeleton": [], "empty-1": [],
                 f"empty-{1 + EMPTY_TASKS}": []}
-        settle = {}
-        for key, root, extra in (("baseline", base_root, ()), ("here", REPO, ()),
-                                 ("here-full", REPO, ("-e", "datalab_converge_stamp=false"))):
-            if key != "here-full":
-                settle[key] = converge(env, logs / f"settle-{key}.log", root=root)
-            for i in range(1, args.runs + 1):
-                rows[key].append(converge(env, logs / f"{key}-{i}.log", root=root, extra=extra))
-                say(f"{key} rerun {i}: {rows[key][-1]['wall_s']:.1f}s ({rows[key][-1]['changed']} changed, "
-                    f"{rows[key][-1]['stamp_hits']} stamp hits)")
+        settle = {"baseline": converge(env, logs / "settle-baseline.log", root=base_root)}
         for i in range(1, args.runs + 1):
-            rows["floor"].append(converge(env, logs / f"floor-{i}.log", playbook=str(floor_book)))
-            say(f"floor {i}: {rows['floor'][-1]['wall_s']:.1f}s")
-            rows["skeleton"].append(converge(env, logs / f"skeleton-{i}.log", extra=("--tags", SKELETON_TAG)))
-            say(f"skeleton {i}: {rows['skeleton'][-1]['wall_s']:.1f}s ({rows['skeleton'][-1]['tasks']} tasks)")
+            rows["baseline"].append(converge(env, logs / f"baseline-{i}.log", root=base_root))
+            say(f"baseline rerun {i}: {rows['baseline'][-1]['wall_s']:.1f}s ({rows['baseline'][-1]['changed']} changed)")
+        # This checkout as it runs by default (the settle run records the converge stamp, each rerun finds it
+        # holds and skips every role) and with the stamp switched off (every role checks everything), taken in
+        # turn with the floor and the skeleton, so that the machine's load weighs on each alike.
+        settle["here"] = converge(env, logs / "settle-here.log")
+        for i in range(1, args.runs + 1):
+            for key, book, extra in (("here", "site.yml", ()), ("floor", str(floor_book), ()),
+                                     ("here-full", "site.yml", ("-e", "datalab_converge_stamp=false")),
+                                     ("skeleton", "site.yml", ("--tags", SKELETON_TAG))):
+                rows[key].append(converge(env, logs / f"{key}-{i}.log", playbook=book, extra=extra))
+                say(f"{key} {i}: {rows[key][-1]['wall_s']:.1f}s ({rows[key][-1]['changed']} changed, "
+                    f"{rows[key][-1]['stamp_hits']} stamp hits, {rows[key][-1]['tasks']} tasks)")
             for n, book in empty_books.items():
                 rows[f"empty-{n}"].append(converge(env, logs / f"empty-{n}-{i}.log", playbook=str(book)))
             say(f"empty tasks {i}: 1 in {rows['empty-1'][-1]['wall_s']:.1f}s, {1 + EMPTY_TASKS} in "
@@ -425,8 +424,8 @@ def compare_table(r: dict) -> str:
         f"Measured {r['when']} on {r['machine']['nproc']} cores, test bed ({r['testbed']}), inventory `{INVENTORY}` "
         f"({len(r['hosts'])} hosts: {', '.join(r['hosts'])}), one installed platform: `{r['baseline']['ref']}` "
         f"({r['baseline']['rev']}, a git worktree) converged once to settle, then {r['runs']} no-op reruns; the same "
-        f"for {here}, then {r['runs']} reruns of it with the converge stamp switched off; then the floor and the "
-        f"skeleton {r['runs']} times each; medians. "
+        f"for {here}: {r['runs']} rounds of a rerun, the floor, a rerun with the converge stamp switched off and "
+        f"the skeleton, taken in turn; medians. "
         f"Command: `python benchmarks/converge.py --baseline {r['baseline']['ref']}`, "
         f"raw data in `benchmarks/results/converge-compare.json`. Load average {r['machine']['loadavg_start'][0]:.1f} "
         f"at the start, {r['machine']['loadavg_end'][0]:.1f} at the end.",

@@ -15,6 +15,7 @@ import base64
 import json
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
@@ -22,7 +23,6 @@ from ansible.plugins.action import ActionBase
 from ansible_collections.datalab.notebooks.plugins.lookup.path_digest import path_digest
 from ansible_collections.datalab.notebooks.plugins.module_utils import converge_stamp as stamp_logic
 from ansible_collections.datalab.notebooks.plugins.module_utils import k8s_connection
-from ansible_collections.datalab.notebooks.plugins.module_utils.k8s_apply_spec import check_auth
 from ansible_collections.datalab.notebooks.plugins.module_utils.keycloak_realm_import import (
     ARGUMENT_SPEC as REALM_ARGUMENT_SPEC, ImportFailed, run_import)
 from ansible_collections.datalab.notebooks.plugins.module_utils.probe import ARGUMENT_SPEC as PROBE_ARGUMENT_SPEC
@@ -52,8 +52,7 @@ class ActionModule(ActionBase):
         if self._play_context.check_mode:
             return dict(result, failed=True, msg="converge_stamp: not in check mode (it would write the stamp)")
         try:
-            auth = check_auth(args["auth"])
-            self._call = k8s_connection.make_call_json(k8s_connection.api_client(auth))
+            self._call = k8s_connection.make_call_json(k8s_connection.api_client(args))
             self._ns, self._instance = args["namespace"], args["instance"]
             self._path = "/api/v1/namespaces/%s/secrets/%s" % (self._ns, stamp_logic.STAMP_NAME)
             if args["state"] == "absent":
@@ -61,7 +60,7 @@ class ActionModule(ActionBase):
             if args["state"] == "check":
                 return dict(result, changed=False, **self._check(task_vars))
             return dict(result, changed=False, **self._write(args["input"], args["checks"], args["facts"]))
-        except (ValueError, stamp_logic.StampError, k8s_connection.K8sConnectionError) as err:
+        except (stamp_logic.StampError, k8s_connection.K8sConnectionError) as err:
             return dict(result, failed=True, msg="converge_stamp: %s" % err)
 
     # -- the stamp Secret ---------------------------------------------------------------------------------
@@ -147,23 +146,28 @@ class ActionModule(ActionBase):
     # -- the two sides ------------------------------------------------------------------------------------
 
     def _check(self, task_vars):
-        current = {"input": self._input(task_vars)}
+        current, now = {"input": self._input(task_vars)}, time.time()
         found = self._read()
-        reason = None
         if self._connection.transport != "local":
             reason = "the stamp is used only where the host's connection is local"
-        if reason is None and found is None:
-            reason = stamp_logic.difference(None, current, time.time())
+        elif found is None:
+            reason = stamp_logic.difference(None, current, now)
+        else:  # what the stamp holds of itself first, then what must be read, all at once
+            reason = stamp_logic.difference(found, dict(current, nodes=found.get("nodes"),
+                                                        objects=found.get("objects") or []), now)
         if reason is None:
-            current.update(nodes=self._nodes(), objects=self._objects())
-            reason = stamp_logic.difference(found, current, time.time())
-        if reason is None:
-            reason = self._contributed_differ(found)
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                realms = pool.submit(self._realms_differ, found)
+                probes = pool.submit(self._probes_differ, found)
+                current.update(nodes=self._nodes(), objects=self._objects())
+                reason = (stamp_logic.difference(found, current, now) or self._files_differ(found)
+                          or probes.result() or realms.result())
         return dict(hit=reason is None, reason=reason or "nothing changed since the last full run",
                     input=current["input"], written=(found or {}).get("written", ""),
                     facts=(found or {}).get("facts", {}) if reason is None else {})
 
-    def _contributed_differ(self, found):
+    @staticmethod
+    def _files_differ(found):
         for path, value in sorted((found.get("files") or {}).items()):
             try:
                 now = path_digest(os.path.expanduser(path))
@@ -171,10 +175,16 @@ class ActionModule(ActionBase):
                 now = None
             if now != value:
                 return "the file %s changed" % path
+        return None
+
+    def _probes_differ(self, found):
         for probe in found.get("probes") or []:
             if self._probe(probe) != probe["mark"]:
                 command = " ".join(probe["argv"])
                 return "`%s` shows something else" % (command if len(command) <= 160 else command[:157] + "...")
+        return None
+
+    def _realms_differ(self, found):
         for realm in found.get("realms") or []:
             differs = self._realm_differs(realm)
             if differs:

@@ -16,11 +16,13 @@ from __future__ import annotations
 import hashlib
 import json
 
+from ansible_collections.datalab.notebooks.plugins.module_utils.k8s_connection import CONNECTION_ARG_SPEC
+
 ARG_SPEC = dict(
+    CONNECTION_ARG_SPEC,
     state=dict(type="str", choices=["check", "present", "absent"], required=True),
     namespace=dict(type="str", required=True),
     instance=dict(type="str", required=True),
-    auth=dict(type="dict", default={}),
     input=dict(type="str", default=""),
     checks=dict(type="dict", default={}),
     facts=dict(type="dict", default={}),
@@ -30,23 +32,18 @@ STAMP_NAME = "datalab-converge-stamp"
 STAMP_KEY = "stamp.json"
 FORMAT = 1
 
-# Every kind the roles write (tests/unit/test_converge_stamp.py holds the roles' templates to this list), as the
-# API lists it: (path prefix, plural, namespaced), read by the install's instance label.
-OWNED_KINDS = (
-    ("/api/v1", "namespaces", False),
-    ("/api/v1", "secrets", True),
-    ("/api/v1", "configmaps", True),
-    ("/api/v1", "services", True),
-    ("/api/v1", "serviceaccounts", True),
-    ("/api/v1", "persistentvolumeclaims", True),
-    ("/apis/apps/v1", "deployments", True),
-    ("/apis/batch/v1", "jobs", True),
-    ("/apis/rbac.authorization.k8s.io/v1", "roles", True),
-    ("/apis/rbac.authorization.k8s.io/v1", "rolebindings", True),
-    ("/apis/networking.k8s.io/v1", "ingresses", True),
-    ("/apis/admissionregistration.k8s.io/v1", "validatingadmissionpolicies", False),
-    ("/apis/admissionregistration.k8s.io/v1", "validatingadmissionpolicybindings", False),
-)
+# Every kind the roles write, and every kind the uninstall removes (tests/unit/test_converge_stamp.py holds the
+# roles' templates and the uninstall's list to this), as the API lists them: path prefix -> plurals, read by the
+# install's instance label.
+_NAMESPACED = {"/api/v1": "secrets configmaps services serviceaccounts persistentvolumeclaims",
+               "/apis/apps/v1": "deployments statefulsets", "/apis/batch/v1": "jobs",
+               "/apis/rbac.authorization.k8s.io/v1": "roles rolebindings", "/apis/networking.k8s.io/v1": "ingresses"}
+_CLUSTER_SCOPED = {"/api/v1": "namespaces",
+                   "/apis/admissionregistration.k8s.io/v1": "validatingadmissionpolicies validatingadmissionpolicybindings"}
+# (path prefix, plural, namespaced)
+OWNED_KINDS = tuple((prefix, plural, namespaced)
+                    for kinds, namespaced in ((_NAMESPACED, True), (_CLUSTER_SCOPED, False))
+                    for prefix, plurals in kinds.items() for plural in plurals.split())
 # Helm's record of the install's releases (one Secret per revision), which the roles read to decide on Helm.
 HELM_RELEASES = ("/api/v1", "secrets", True, "owner=helm")
 

@@ -23,6 +23,11 @@ description:
   - A check or a write that cannot reach the API fails with a message; the playbooks treat a failed check as a
     difference (every role runs) and a failed write as no stamp.
   - Runs as an action plugin on the controller; the stamp is written only where the host's connection is local.
+extends_documentation_fragment:
+  - datalab.notebooks.k8s_connection
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
+  - datalab.notebooks.controller_action
 author:
   - datalab.notebooks developers (!UNKNOWN)
 options:
@@ -42,12 +47,6 @@ options:
       - The value of the install's C(app.kubernetes.io/instance) label.
     type: str
     required: true
-  auth:
-    description:
-      - Connection options of C(kubernetes.core.k8s) (C(kubeconfig), C(context), C(host), C(api_key),
-        C(validate_certs), C(ca_cert), C(client_cert), C(client_key)).
-    type: dict
-    default: {}
   input:
     description:
       - With O(state=present), the RV(input) that O(state=check) returned at the start of the run.
@@ -69,10 +68,6 @@ options:
         summary's addresses); O(state=check) returns them as RV(facts) when the stamp holds.
     type: dict
     default: {}
-extends_documentation_fragment:
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.flow
-  - datalab.notebooks.controller_action
 attributes:
   check_mode:
     support: none

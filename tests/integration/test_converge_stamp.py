@@ -37,7 +37,7 @@ def ns(cluster):
 
 def _run(ns, tmp_path, state, checks=None, extra_vars=None, stamp_input=""):
     task = {"name": "stamp", "datalab.notebooks.converge_stamp": {
-        "state": state, "namespace": ns["name"], "instance": ns["name"], "auth": {"kubeconfig": ns["kubeconfig"]},
+        "state": state, "namespace": ns["name"], "instance": ns["name"], "kubeconfig": ns["kubeconfig"],
         "input": stamp_input, "checks": checks or {}}, "ignore_errors": True}
     play = {"hosts": "localhost", "gather_facts": False,
             "vars": dict({"ansible_python_interpreter": sys.executable, "keycloak_node_port": 31093},

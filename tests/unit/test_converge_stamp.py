@@ -17,7 +17,7 @@ from ansible_collections.datalab.notebooks.plugins.module_utils import converge_
 
 PLURALS = {"Namespace": "namespaces", "Secret": "secrets", "ConfigMap": "configmaps", "Service": "services",
            "ServiceAccount": "serviceaccounts", "PersistentVolumeClaim": "persistentvolumeclaims",
-           "Deployment": "deployments", "Job": "jobs", "Role": "roles", "RoleBinding": "rolebindings",
+           "Deployment": "deployments", "StatefulSet": "statefulsets", "Job": "jobs", "Role": "roles", "RoleBinding": "rolebindings",
            "Ingress": "ingresses", "ValidatingAdmissionPolicy": "validatingadmissionpolicies",
            "ValidatingAdmissionPolicyBinding": "validatingadmissionpolicybindings"}
 
@@ -34,6 +34,17 @@ def test_every_kind_a_stampable_role_writes_is_read_by_the_stamp():
     assert "'stampable':" in (REPO / "roles/secret_operator/tasks/main.yml").read_text()
     missing = {kind: where for kind, where in written.items() if PLURALS.get(kind) not in read}
     assert not missing, f"kinds the stamp does not read: {missing}"
+
+
+def test_every_kind_the_uninstall_removes_is_read_by_the_stamp():
+    """An install's objects are the ones its uninstall finds: the two lists of kinds must agree."""
+    import yaml
+    tasks = yaml.safe_load((REPO / "roles/common/tasks/uninstall.yml").read_text())
+    removes = [t for t in tasks if t.get("name", "").startswith("Remove the objects of install")][0]
+    kinds = {k["kind"] for k in removes["vars"]["_common_uninstall_core_kinds"]}
+    plurals = {kind[1] for kind in cs.OWNED_KINDS}
+    missing = sorted(k for k in kinds if PLURALS.get(k) not in plurals)
+    assert not missing, f"kinds the uninstall removes but the stamp does not read: {missing}"
 
 
 def test_the_input_is_every_variable_but_those_of_the_run_itself():
