@@ -32,7 +32,7 @@ STAMP_NAME = "datalab-converge-stamp"
 STAMP_KEY = "stamp.json"
 FORMAT = 1
 
-# Every kind the roles write, and every kind the uninstall removes (tests/unit/test_converge_stamp.py holds the
+# Every kind the roles write, and every kind the uninstall removes (tests/unit/test_converge_stamp_logic.py holds the
 # roles' templates and the uninstall's list to this), as the API lists them: path prefix -> plurals, read by the
 # install's instance label.
 _NAMESPACED = {"/api/v1": "secrets configmaps services serviceaccounts persistentvolumeclaims",
